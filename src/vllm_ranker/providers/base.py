@@ -1,0 +1,172 @@
+"""What a provider is: one row of the provider table.
+
+A provider knows its parameters (names, types, defaults), the URL and JSON body of one rerank request, and
+how to read scores (and the service's own error message) out of the answer. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import values
+
+Json = Any
+
+
+class MalformedAnswer(ValueError):
+    """The service answered 2xx with a body that does not match its wire format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A provider-specific param: parsed from the Function params and sent on the wire under ``wire``."""
+
+    key: str  # lower-case param name
+    parse: Callable[[Any], Any]
+    wire: str
+    # Milvus's message for an invalid value; {value} is the raw value.
+    error: str
+    hint: str
+    choices: tuple[str, ...] = ()
+
+
+def int_option(key: str, *, wire: str | None = None, minimum: int | None = None, hint: str) -> Option:
+    def parse(raw: Any) -> int:
+        number = values.as_int(raw)
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be >= {minimum}")
+        return number
+
+    return Option(key, parse, wire or key, error=f"{key}: {{value}} is not a number", hint=hint)
+
+
+def bool_option(key: str, *, wire: str | None = None, hint: str) -> Option:
+    return Option(key, values.as_bool, wire or key, error=f"{key}: {{value}} is not a valid bool", hint=hint)
+
+
+def choice_option(key: str, choices: tuple[str, ...], *, wire: str | None = None, hint: str) -> Option:
+    def parse(raw: Any) -> str:
+        text = values.as_str(raw)
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (case-sensitive)")
+        return text
+
+    return Option(key, parse, wire or key, error=f"{key}: {{value}} is not supported", hint=hint, choices=choices)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how one spec's requests go: everything a provider needs to build a request."""
+
+    url: str
+    model: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)  # wire name -> parsed value
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    default_batch_size: int
+    default_endpoint: str | None  # None: the user must give `endpoint`
+    model_required: bool
+    key_required: bool
+    key_env: tuple[str, ...]  # looked up in this order after the `credential` param
+    options: tuple[Option, ...]
+    build_url: Callable[[str, str | None], str]  # (endpoint, model) -> request URL
+    build_body: Callable[[Target, str, Sequence[str]], Json]
+    parse_scores: Callable[[Json, int], list[float]]  # (answer, number of documents) -> score per document
+    model_hint: str = ""
+
+    def option(self, key: str) -> Option | None:
+        for option in self.options:
+            if option.key == key:
+                return option
+        return None
+
+
+def check_score(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedAnswer(f"{where}: score {value!r} is a {type(value).__name__}, not a number")
+    score = float(value)
+    if math.isnan(score):
+        raise MalformedAnswer(f"{where}: score is NaN")
+    return score
+
+
+def scores_by_index(items: Any, n_docs: int, *, score_key: str, container: str) -> list[float]:
+    """Map ``[{"index": i, score_key: s}, ...]`` onto documents by index (never by position).
+
+    A missing, duplicate or out-of-range index is an error naming the counts: Milvus maps by position and
+    silently gives a missing document 0.0.
+    """
+    if not isinstance(items, list):
+        raise MalformedAnswer(f"{container} is a {type(items).__name__}, expected a list of results")
+    scores: list[float | None] = [None] * n_docs
+    duplicates: list[int] = []
+    out_of_range: list[Any] = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise MalformedAnswer(f"{container}[{position}] is a {type(item).__name__}, expected an object")
+        index = item.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_docs:
+            out_of_range.append(index)
+            continue
+        if scores[index] is not None:
+            duplicates.append(index)
+            continue
+        scores[index] = check_score(item.get(score_key), f"{container}[{position}].{score_key}")
+    missing = [i for i, s in enumerate(scores) if s is None]
+    if duplicates or out_of_range or missing:
+        details = []
+        if missing:
+            details.append(f"missing index {_few(missing)}")
+        if duplicates:
+            details.append(f"duplicate index {_few(duplicates)}")
+        if out_of_range:
+            details.append(f"index out of range {_few(out_of_range)} (valid 0..{n_docs - 1})")
+        raise MalformedAnswer(
+            f"sent {n_docs} documents, got {len(items)} results: " + "; ".join(details)
+        )
+    return [s for s in scores if s is not None]
+
+
+def scores_in_order(items: Any, n_docs: int, *, container: str) -> list[float]:
+    """A bare array of scores in input order (Hugging Face sentence-similarity)."""
+    if not isinstance(items, list):
+        raise MalformedAnswer(f"{container} is a {type(items).__name__}, expected a list of scores")
+    if len(items) != n_docs:
+        raise MalformedAnswer(f"sent {n_docs} documents, got {len(items)} scores")
+    return [check_score(v, f"{container}[{i}]") for i, v in enumerate(items)]
+
+
+def _few(items: list[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"
+
+
+def error_message(body: Any) -> str | None:
+    """The service's own error text from the usual JSON error shapes (vLLM/OpenAI, TEI, Cohere, DashScope)."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        for key in ("message", "error", "detail"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return None
+
+
+def join_path(endpoint: str, suffix: str) -> str:
+    """Append ``suffix`` to the endpoint's path (keeps gateway path prefixes), dropping query/fragment."""
+    return endpoint.rstrip("/") + "/" + suffix.lstrip("/")
+
+
+def rerank_url(endpoint: str, _model: str | None) -> str:
+    """Use the endpoint's path when it already ends in ``rerank``, else append ``/rerank``."""
+    path = endpoint.rstrip("/")
+    if path.rsplit("/", 1)[-1].lower() == "rerank":
+        return path
+    return join_path(path, "rerank")

@@ -1,0 +1,38 @@
+"""The per-call stats record of a rerank (also attached to the search result as ``result.extra['rerank']``)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class RerankStats:
+    candidates: int = 0
+    batches: int = 0
+    requests: int = 0  # HTTP requests sent, retries included
+    retries: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    service_seconds: float = 0.0  # summed time spent waiting on the service
+    rerank_seconds: float = 0.0  # wall time of the whole rerank step
+    search_seconds: float = 0.0  # wall time of the first-stage Milvus search(es)
+    prompt_tokens: int = 0  # from vLLM's `usage`, when the service reports it
+    fallback: bool = False  # True when on_failure="passthrough" returned first-stage order
+    error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Rerank wall time not spent waiting on the service (ours: planning, JSON, scheduling)."""
+        return max(0.0, self.rerank_seconds - self.service_seconds)
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out["overhead_seconds"] = self.overhead_seconds
+        return out

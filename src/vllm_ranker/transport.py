@@ -1,0 +1,385 @@
+"""The only place that does HTTP: pooled clients, one deadline per call, bounded concurrency, retries, errors.
+
+The exchange of one batch (send, judge the answer, maybe back off and send again) is written once, as a
+generator that yields what to do (``Send``/``Sleep``); the sync and async transports only carry those actions
+out. So both clients share one implementation of the retry, deadline and error rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from .engine import Batch
+from .errors import RerankServiceError, RerankTimeout
+from .providers import MalformedAnswer, Target
+from .providers.base import error_message
+from .secrets import redact
+from .spec import RerankSpec
+from .stats import RerankStats
+
+DEFAULT_CLIENT_LIMIT = 64  # requests in flight per client, across all its concurrent searches
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+USER_AGENT = "vllm-ranker/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    retry_after: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """No HTTP answer: ``kind`` is connect (nothing sent: safe to retry), broken (connection lost), timeout."""
+
+    kind: str
+    detail: str
+    seconds: float
+
+
+Reply = Answer | Broken | None
+Exchange = Generator[Send | Sleep, Reply, list[float]]
+
+
+def encode_body(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        # orjson refuses lone surrogates; escaped JSON text is still valid JSON.
+        return json.dumps(payload, ensure_ascii=True).encode("ascii")
+
+
+def is_retriable(reply: Answer | Broken) -> bool:
+    if isinstance(reply, Broken):
+        return reply.kind in ("connect", "broken")
+    return reply.status == 429 or (reply.status >= 500 and reply.status != 501)
+
+
+def retry_after_seconds(header: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not header:
+        return None
+    text = header.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with up to 25% jitter (attempt 0 is the first retry)."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (1 + 0.25 * rng())
+
+
+def exchange(
+    spec: RerankSpec,
+    target: Target,
+    batch: Batch,
+    deadline: float,
+    stats: RerankStats,
+    clock: Callable[[], float] = time.monotonic,
+) -> Exchange:
+    """Send one batch until it succeeds, fails for good, or the call's deadline passes; return its scores."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
+    if spec.api_key is not None:
+        headers["Authorization"] = f"Bearer {spec.api_key.reveal()}"
+    body = encode_body(spec.provider.build_body(target, batch.query, batch.documents))
+    attempt = 0
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise _timeout(spec)
+        reply = yield Send(target.url, body, headers, remaining)
+        assert reply is not None
+        stats.add(requests=1, service_seconds=reply.seconds)
+        if isinstance(reply, Answer) and 200 <= reply.status < 300:
+            return _scores(spec, target, reply, len(batch.documents), stats)
+        if isinstance(reply, Broken) and reply.kind == "timeout":
+            raise _timeout(spec)
+        if attempt >= spec.max_retries or not is_retriable(reply):
+            raise _failure(spec, target, reply, attempt)
+        delay = backoff_seconds(attempt)
+        if isinstance(reply, Answer):
+            delay = max(delay, retry_after_seconds(reply.retry_after) or 0.0)
+        if clock() + delay >= deadline:
+            raise _failure(spec, target, reply, attempt, note="the next try would pass the call's deadline")
+        stats.add(retries=1)
+        attempt += 1
+        yield Sleep(delay)
+
+
+def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats: RerankStats) -> list[float]:
+    where = f"call service failed: {spec.provider.name} at {redact(target.url)}"
+    try:
+        answer = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        raise RerankServiceError(
+            f"{where} answered HTTP {reply.status} with a body that is not JSON: {_snippet(reply.body)}",
+            status=reply.status,
+            kind="malformed",
+        ) from None
+    try:
+        scores = spec.provider.parse_scores(answer, n_docs)
+    except MalformedAnswer as exc:
+        raise RerankServiceError(
+            f"{where} answered with a malformed {spec.provider.name} rerank response: {exc}",
+            status=reply.status,
+            kind="malformed",
+        ) from None
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if isinstance(usage, dict):
+        tokens = usage.get("prompt_tokens", usage.get("total_tokens"))
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            stats.add(prompt_tokens=tokens)
+    return scores
+
+
+_HINTS = {
+    400: "the service rejected the request; check the documents and options (an old vLLM needs params['model_name'])",
+    401: "check the API key (params['credential'] or the provider's environment variable)",
+    403: "check the API key's permissions",
+    404: "check params['endpoint'] (vLLM serves /rerank, /v1/rerank, /v2/rerank) and params['model_name']",
+    413: "lower params['maxBatch'] or truncate the documents",
+    429: "the service is rate limiting: lower max_concurrency or raise max_retries/timeout",
+}
+
+
+def _failure(spec: RerankSpec, target: Target, reply: Answer | Broken, attempt: int, note: str = "") -> RerankServiceError:
+    where = f"call service failed: {spec.provider.name} at {redact(target.url)}"
+    tries = f" after {attempt + 1} tries" if attempt else ""
+    if isinstance(reply, Broken):
+        hint = "is the rerank service running and reachable at this address?" if reply.kind == "connect" else ""
+        message = f"{where}: {reply.kind} error{tries}: {reply.detail}"
+        status = None
+        kind = reply.kind
+    else:
+        try:
+            own = error_message(orjson.loads(reply.body))
+        except orjson.JSONDecodeError:
+            own = None
+        text = own if own is not None else _snippet(reply.body)
+        message = f"{where}: HTTP {reply.status}{tries}: {text}"
+        hint = _HINTS.get(reply.status, "the service failed; see its log" if reply.status >= 500 else "")
+        status = reply.status
+        kind = "http"
+    if note:
+        message += f" ({note})"
+    if hint:
+        message += f" — {hint}"
+    return RerankServiceError(redact(message, [spec.api_key]), status=status, kind=kind)
+
+
+def _timeout(spec: RerankSpec) -> RerankTimeout:
+    return RerankTimeout(
+        f"call service failed: {spec.provider.name} rerank did not finish within the call's deadline of "
+        f"{spec.timeout:g} s — raise params['timeout'] or lower the number of candidates"
+    )
+
+
+def _snippet(body: bytes, limit: int = 300) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    if not text:
+        return "(empty body)"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _Work:
+    """The batches of one call, handed out to workers one at a time; the first failure stops the rest."""
+
+    def __init__(self, batches: Sequence[Batch]) -> None:
+        self.batches = batches
+        self.results: list[list[float] | None] = [None] * len(batches)
+        self.error: BaseException | None = None
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            if self.error is not None or self._next >= len(self.batches):
+                return None
+            index = self._next
+            self._next += 1
+            return index
+
+    def fail(self, error: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+
+
+def _pick_target(spec: RerankSpec, batch_index: int) -> Target:
+    return spec.targets[batch_index % len(spec.targets)]
+
+
+class SyncTransport:
+    """Blocking transport: one pooled ``httpx.Client`` and a shared worker pool; the calling thread works too,
+    so a lone batch is sent with no thread hop at all."""
+
+    def __init__(self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True) -> None:
+        self._http = httpx.Client(
+            limits=httpx.Limits(max_connections=client_limit, max_keepalive_connections=client_limit),
+            verify=verify,
+            follow_redirects=False,
+        )
+        self._gate = threading.BoundedSemaphore(client_limit)
+        self._pool = ThreadPoolExecutor(max_workers=client_limit, thread_name_prefix="vllm-ranker")
+        self.client_limit = client_limit
+        self._closed = False
+
+    def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
+        deadline = time.monotonic() + spec.timeout
+        work = _Work(batches)
+        helpers = [self._pool.submit(self._worker, spec, work, deadline, stats)
+                   for _ in range(min(spec.max_concurrency, len(batches)) - 1)]
+        self._worker(spec, work, deadline, stats)
+        for future in helpers:
+            future.result()
+        if work.error is not None:
+            raise work.error
+        return [r for r in work.results if r is not None]
+
+    def _worker(self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats) -> None:
+        while (index := work.take()) is not None:
+            try:
+                work.results[index] = self._drive(
+                    exchange(spec, _pick_target(spec, index), work.batches[index], deadline, stats), deadline
+                )
+            except BaseException as exc:  # handed to the calling thread, which re-raises it
+                work.fail(exc)
+                return
+
+    def _drive(self, steps: Exchange, deadline: float) -> list[float]:
+        reply: Reply = None
+        while True:
+            try:
+                action = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(action, Sleep):
+                time.sleep(action.seconds)
+                reply = None
+            else:
+                reply = self._send(action, deadline)
+
+    def _send(self, action: Send, deadline: float) -> Answer | Broken:
+        started = time.monotonic()
+        if not self._gate.acquire(timeout=max(0.0, deadline - started)):
+            return Broken("timeout", "client-wide request limit still full at the deadline", 0.0)
+        try:
+            response = self._http.post(
+                action.url, content=action.body, headers=action.headers, timeout=action.timeout
+            )
+            return Answer(response.status_code, response.content, response.headers.get("retry-after"),
+                          time.monotonic() - started)
+        except httpx.HTTPError as exc:
+            return _broken(exc, time.monotonic() - started)
+        finally:
+            self._gate.release()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=True)
+            self._http.close()
+
+
+class AsyncTransport:
+    """Asyncio transport: one pooled ``httpx.AsyncClient``; cancelling the caller cancels the requests."""
+
+    def __init__(self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True) -> None:
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=client_limit, max_keepalive_connections=client_limit),
+            verify=verify,
+            follow_redirects=False,
+        )
+        self._gate = asyncio.Semaphore(client_limit)
+        self.client_limit = client_limit
+
+    async def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
+        deadline = time.monotonic() + spec.timeout
+        work = _Work(batches)
+        try:
+            async with asyncio.timeout(spec.timeout):
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(min(spec.max_concurrency, len(batches))):
+                        group.create_task(self._worker(spec, work, deadline, stats))
+        except TimeoutError:
+            raise _timeout(spec) from None
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        return [r for r in work.results if r is not None]
+
+    async def _worker(self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats) -> None:
+        while (index := work.take()) is not None:
+            steps = exchange(spec, _pick_target(spec, index), work.batches[index], deadline, stats)
+            reply: Reply = None
+            while True:
+                try:
+                    action = steps.send(reply)
+                except StopIteration as done:
+                    work.results[index] = done.value
+                    break
+                if isinstance(action, Sleep):
+                    await asyncio.sleep(action.seconds)
+                    reply = None
+                else:
+                    reply = await self._send(action)
+
+    async def _send(self, action: Send) -> Answer | Broken:
+        async with self._gate:
+            started = time.monotonic()
+            try:
+                response = await self._http.post(
+                    action.url, content=action.body, headers=action.headers, timeout=action.timeout
+                )
+                return Answer(response.status_code, response.content, response.headers.get("retry-after"),
+                              time.monotonic() - started)
+            except httpx.HTTPError as exc:
+                return _broken(exc, time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _broken(exc: httpx.HTTPError, seconds: float) -> Broken:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        kind = "connect"
+    elif isinstance(exc, httpx.TimeoutException):
+        kind = "timeout"
+    else:
+        kind = "broken"
+    # The exception text never holds headers; the URL's user-info is redacted by the caller's message.
+    return Broken(kind, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, seconds)
