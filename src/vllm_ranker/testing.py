@@ -76,7 +76,9 @@ class RerankServer:
         capacity: int | None = None,
         model: str = "loopback-reranker",
         host: str = "127.0.0.1",
+        wire: str = "vllm",
     ) -> None:
+        self.wire = wire
         self.score = score
         self.request_latency = request_latency
         self.per_document_latency = per_document_latency
@@ -137,7 +139,11 @@ class RerankServer:
         return scripted
 
     def answer(self, path: str, body: Any) -> tuple[int, Any]:
-        """The normal answer for a request (vLLM wire format); override for other providers."""
+        """The normal answer for a request, in the wire format of ``self.wire``."""
+        if self.wire != "vllm":
+            from .wire_formats import answer as wire_answer
+
+            return wire_answer(self.wire, path, body, self.score, self.model)
         if path.rstrip("/").rsplit("/", 1)[-1] != "rerank":
             return 404, {"error": {"message": f"Not Found: {path}", "type": "NotFoundError", "code": 404}}
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
