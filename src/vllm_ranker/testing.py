@@ -53,6 +53,16 @@ class Reply:
     delay: float = 0.0
 
 
+def hashed_embedding(text: str, dim: int) -> list[float]:
+    """A deterministic bag-of-words embedding (unit length): texts sharing words point the same way."""
+    vector = [0.0] * dim
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.sha256(word.encode("utf-8", "surrogatepass")).digest()
+        vector[int.from_bytes(digest[:4], "big") % dim] += 1.0
+    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+    return [v / norm for v in vector]
+
+
 def vllm_answer(query: str, documents: list[str], scores: list[float], model: str) -> dict[str, Any]:
     results = [
         {"index": i, "document": {"text": d}, "relevance_score": s}
@@ -74,11 +84,13 @@ class RerankServer:
         request_latency: float = 0.0,
         per_document_latency: float = 0.0,
         capacity: int | None = None,
+        embedding_dim: int = 16,
         model: str = "loopback-reranker",
         host: str = "127.0.0.1",
         wire: str = "vllm",
     ) -> None:
         self.wire = wire
+        self.embedding_dim = embedding_dim
         self.score = score
         self.request_latency = request_latency
         self.per_document_latency = per_document_latency
@@ -140,6 +152,8 @@ class RerankServer:
 
     def answer(self, path: str, body: Any) -> tuple[int, Any]:
         """The normal answer for a request, in the wire format of ``self.wire``."""
+        if path.rstrip("/").endswith("/embeddings"):
+            return self._embeddings(body)
         if self.wire != "vllm":
             from .wire_formats import answer as wire_answer
 
@@ -155,6 +169,18 @@ class RerankServer:
         texts = [d if isinstance(d, str) else str(d) for d in documents]
         scores = [self.score(body["query"], d) for d in texts]
         return 200, vllm_answer(body["query"], texts, scores, body.get("model") or self.model)
+
+    def _embeddings(self, body: Any) -> tuple[int, Any]:
+        """OpenAI/vLLM ``/v1/embeddings`` (what Milvus's TEXTEMBEDDING function calls)."""
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return 400, {"error": {"message": "input must be a string or a list of strings", "code": 400}}
+        dim = int(body.get("dimensions") or self.embedding_dim)
+        data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(t, dim)} for i, t in enumerate(texts)]
+        return 200, {"object": "list", "data": data, "model": body.get("model") or self.model,
+                     "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
 
     def _simulate_work(self, n_docs: int) -> None:
         delay = self.request_latency + self.per_document_latency * n_docs

@@ -1,0 +1,97 @@
+"""Shared fixtures: one loopback rerank/embeddings server and one embedded Milvus Lite per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vllm_ranker import DataType, Function, FunctionType, MilvusClient
+from vllm_ranker.testing import RerankServer
+
+DIM = 16
+CORPUS = [
+    "AI research progress is accelerating in many labs",
+    "What is AI? Artificial intelligence explained for beginners",
+    "Cats and dogs are popular pets",
+    "Renewable energy developments in solar and wind",
+    "AI AI AI",
+    "Research on AI progress and benchmarks",
+    "The history of the Python programming language",
+    "Machine learning is a subfield of AI research",
+    "Wind turbines convert kinetic energy into electricity",
+    "Dogs need daily walks and exercise",
+    "Deep learning progress drives AI research forward",
+    "Energy storage with batteries for renewable power",
+    "Python is popular for AI and data science",
+    "Solar panels and renewable energy progress",
+    "Training large AI models requires energy",
+    "",  # an empty document is sent as it is
+]
+
+
+def rerank_function(endpoint: str, queries: list[str] | None = None, **params: Any) -> Function:
+    merged: dict[str, Any] = {"reranker": "model", "provider": "vllm", "endpoint": endpoint}
+    if queries is not None:
+        merged["queries"] = queries
+    merged.update(params)
+    return Function(name="vllm_semantic_ranker", input_field_names=["document"],
+                    function_type=FunctionType.RERANK, params=merged)
+
+
+def create_docs_collection(client: MilvusClient, name: str, endpoint: str, rows: list[str]) -> None:
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("document", DataType.VARCHAR, max_length=4000, enable_analyzer=True)
+    schema.add_field("category", DataType.VARCHAR, max_length=32)
+    schema.add_field("note", DataType.VARCHAR, max_length=32, nullable=True)
+    schema.add_field("year", DataType.INT64)
+    schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["document"],
+                                 output_field_names=["sparse_vector"]))
+    # Milvus Lite's TEXTEMBEDDING (openai provider) pointed at the loopback /v1/embeddings, so that text
+    # queries work on the dense field exactly as in the seed document.
+    schema.add_function(Function(name="embed", function_type=FunctionType.TEXTEMBEDDING,
+                                 input_field_names=["document"], output_field_names=["dense_vector"],
+                                 params={"provider": "openai", "model_name": "loopback", "api_key": "unused",
+                                         "base_url": endpoint + "/v1", "dimensions": DIM}))
+    index = client.prepare_index_params()
+    index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
+    index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(name, schema=schema, index_params=index)
+    if rows:
+        client.insert(name, [
+            {"id": i, "document": text, "category": "ai" if "AI" in text else "other", "note": None,
+             "year": 2000 + i}
+            for i, text in enumerate(rows)
+        ])
+        client.flush(name)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RerankServer]:
+    with RerankServer(embedding_dim=DIM) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _fresh_server(request: pytest.FixtureRequest) -> None:
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server").reset()
+
+
+@pytest.fixture(scope="session")
+def milvus(tmp_path_factory: pytest.TempPathFactory, server: RerankServer) -> Iterator[MilvusClient]:
+    path: Path = tmp_path_factory.mktemp("milvus") / "test.db"
+    client = MilvusClient(uri=str(path))
+    create_docs_collection(client, "docs", server.endpoint, CORPUS)
+    create_docs_collection(client, "empty", server.endpoint, [])
+    yield client
+    client.close()
+
+
+def rerank_requests(srv: RerankServer) -> list[Any]:
+    return [r for r in srv.requests if r.path.endswith("rerank")]
