@@ -15,11 +15,36 @@ from typing import Any
 from vllm_ranker import DataType, MilvusClient
 
 DIM = 32
-WORDS = ("vector search rerank model energy python milvus cluster latency gpu batch query document index "
-         "score dense sparse hybrid ranking relevance cross encoder token").split()
+WORDS = [
+    "vector",
+    "search",
+    "rerank",
+    "model",
+    "energy",
+    "python",
+    "milvus",
+    "cluster",
+    "latency",
+    "gpu",
+    "batch",
+    "query",
+    "document",
+    "index",
+    "score",
+    "dense",
+    "sparse",
+    "hybrid",
+    "ranking",
+    "relevance",
+    "cross",
+    "encoder",
+    "token",
+]
 
 
-def make_collection(n_docs: int, words_per_doc: int = 40, seed: int = 7) -> tuple[MilvusClient, tempfile.TemporaryDirectory[str]]:
+def make_collection(
+    n_docs: int, words_per_doc: int = 40, seed: int = 7
+) -> tuple[MilvusClient, tempfile.TemporaryDirectory[str]]:
     rng = random.Random(seed)
     tmp = tempfile.TemporaryDirectory(prefix="vllm-ranker-bench-")
     client = MilvusClient(uri=str(Path(tmp.name) / "bench.db"))
@@ -30,10 +55,16 @@ def make_collection(n_docs: int, words_per_doc: int = 40, seed: int = 7) -> tupl
     index = client.prepare_index_params()
     index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
     client.create_collection("bench", schema=schema, index_params=index)
-    rows = [{"id": i, "document": " ".join(rng.choice(WORDS) for _ in range(words_per_doc)),
-             "dense_vector": [rng.random() for _ in range(DIM)]} for i in range(n_docs)]
+    rows = [
+        {
+            "id": i,
+            "document": " ".join(rng.choice(WORDS) for _ in range(words_per_doc)),
+            "dense_vector": [rng.random() for _ in range(DIM)],
+        }
+        for i in range(n_docs)
+    ]
     for start in range(0, n_docs, 1000):
-        client.insert("bench", rows[start:start + 1000])
+        client.insert("bench", rows[start : start + 1000])
     client.flush("bench")
     return client, tmp
 
@@ -52,7 +83,9 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
+) -> dict[str, float]:
     """Run the contenders round-robin so machine noise hits them alike; median seconds of each."""
     for fn in fns.values():
         for _ in range(warmup):

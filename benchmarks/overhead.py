@@ -14,16 +14,25 @@ import argparse
 import sys
 
 import httpx
-
 import pymilvus
 from common import interleaved_medians, loopback_service, make_collection, query_vector
+
 from vllm_ranker import Function, FunctionType
 
 
 def ranker(endpoint: str, max_batch: int) -> Function:
-    return Function(name="vllm", input_field_names=["document"], function_type=FunctionType.RERANK,
-                    params={"reranker": "model", "provider": "vllm", "queries": ["vector search latency"],
-                            "endpoint": endpoint, "maxBatch": max_batch})
+    return Function(
+        name="vllm",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
+        params={
+            "reranker": "model",
+            "provider": "vllm",
+            "queries": ["vector search latency"],
+            "endpoint": endpoint,
+            "maxBatch": max_batch,
+        },
+    )
 
 
 def main() -> int:
@@ -39,30 +48,44 @@ def main() -> int:
         url = endpoint + "/rerank"
 
         def plain_then_direct(limit: int, batch: int) -> list[tuple[float, int]]:
-            hits = pymilvus.MilvusClient.search(client, "bench", data=vector, anns_field="dense_vector", limit=limit,
-                                                output_fields=["document"])
+            hits = pymilvus.MilvusClient.search(
+                client,
+                "bench",
+                data=vector,
+                anns_field="dense_vector",
+                limit=limit,
+                output_fields=["document"],
+            )
             docs = [h["entity"]["document"] for h in hits[0]]
             scores = [0.0] * len(docs)
             for start in range(0, len(docs), batch):  # one request when batch >= limit: the ideal
-                answer = direct.post(url, json={"query": "vector search latency",
-                                                "documents": docs[start:start + batch]})
+                answer = direct.post(
+                    url, json={"query": "vector search latency", "documents": docs[start : start + batch]}
+                )
                 answer.raise_for_status()
                 for item in answer.json()["results"]:
                     scores[start + item["index"]] = item["relevance_score"]
             return sorted(zip(scores, [h["id"] for h in hits[0]], strict=True), key=lambda t: (-t[0], t[1]))
 
         def ours(limit: int, batch: int) -> None:
-            client.search("bench", data=vector, anns_field="dense_vector", limit=limit,
-                          ranker=ranker(endpoint, batch))
+            client.search(
+                "bench", data=vector, anns_field="dense_vector", limit=limit, ranker=ranker(endpoint, batch)
+            )
 
-        overhead = interleaved_medians({
-            "ours": lambda: ours(100, 100),
-            "plain search + one direct call": lambda: plain_then_direct(100, 100),
-        }, args.repeats)
-        concurrency = interleaved_medians({
-            "ours": lambda: ours(200, 16),
-            "sequential Milvus-style loop": lambda: plain_then_direct(200, 16),
-        }, max(5, args.repeats // 3))
+        overhead = interleaved_medians(
+            {
+                "ours": lambda: ours(100, 100),
+                "plain search + one direct call": lambda: plain_then_direct(100, 100),
+            },
+            args.repeats,
+        )
+        concurrency = interleaved_medians(
+            {
+                "ours": lambda: ours(200, 16),
+                "sequential Milvus-style loop": lambda: plain_then_direct(200, 16),
+            },
+            max(5, args.repeats // 3),
+        )
     direct.close()
     client.close()
     tmp.cleanup()
@@ -70,12 +93,16 @@ def main() -> int:
     ratio = overhead["ours"] / overhead["plain search + one direct call"]
     speedup = concurrency["sequential Milvus-style loop"] / concurrency["ours"]
     print(f"loopback vLLM, {args.latency * 1000:.0f} ms per request, median of interleaved runs")
-    print(f"[overhead] 100 candidates, 1 request: ours {overhead['ours'] * 1000:.2f} ms vs plain search + one "
-          f"direct call {overhead['plain search + one direct call'] * 1000:.2f} ms -> ratio {ratio:.3f} "
-          f"(target <= 1.05) {'OK' if ratio <= 1.05 else 'MISSED'}")
-    print(f"[concurrency] 200 candidates, maxBatch 16 (13 requests): ours {concurrency['ours'] * 1000:.1f} ms vs "
-          f"sequential loop {concurrency['sequential Milvus-style loop'] * 1000:.1f} ms -> {speedup:.2f}x faster "
-          f"(target >= 3x) {'OK' if speedup >= 3 else 'MISSED'}")
+    print(
+        f"[overhead] 100 candidates, 1 request: ours {overhead['ours'] * 1000:.2f} ms vs plain search + one "
+        f"direct call {overhead['plain search + one direct call'] * 1000:.2f} ms -> ratio {ratio:.3f} "
+        f"(target <= 1.05) {'OK' if ratio <= 1.05 else 'MISSED'}"
+    )
+    print(
+        f"[concurrency] 200 candidates, maxBatch 16 (13 requests): ours {concurrency['ours'] * 1000:.1f} ms vs "
+        f"sequential loop {concurrency['sequential Milvus-style loop'] * 1000:.1f} ms -> {speedup:.2f}x faster "
+        f"(target >= 3x) {'OK' if speedup >= 3 else 'MISSED'}"
+    )
     return 0
 
 

@@ -37,8 +37,12 @@ def rerank_function(endpoint: str, queries: list[str] | None = None, **params: A
     if queries is not None:
         merged["queries"] = queries
     merged.update(params)
-    return Function(name="vllm_semantic_ranker", input_field_names=["document"],
-                    function_type=FunctionType.RERANK, params=merged)
+    return Function(
+        name="vllm_semantic_ranker",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
+        params=merged,
+    )
 
 
 def create_docs_collection(client: MilvusClient, name: str, endpoint: str, rows: list[str]) -> None:
@@ -50,24 +54,49 @@ def create_docs_collection(client: MilvusClient, name: str, endpoint: str, rows:
     schema.add_field("year", DataType.INT64)
     schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=DIM)
     schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["document"],
-                                 output_field_names=["sparse_vector"]))
+    schema.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["document"],
+            output_field_names=["sparse_vector"],
+        )
+    )
     # Milvus Lite's TEXTEMBEDDING (openai provider) pointed at the loopback /v1/embeddings, so that text
     # queries work on the dense field exactly as in the seed document.
-    schema.add_function(Function(name="embed", function_type=FunctionType.TEXTEMBEDDING,
-                                 input_field_names=["document"], output_field_names=["dense_vector"],
-                                 params={"provider": "openai", "model_name": "loopback", "api_key": "unused",
-                                         "base_url": endpoint + "/v1", "dimensions": DIM}))
+    schema.add_function(
+        Function(
+            name="embed",
+            function_type=FunctionType.TEXTEMBEDDING,
+            input_field_names=["document"],
+            output_field_names=["dense_vector"],
+            params={
+                "provider": "openai",
+                "model_name": "loopback",
+                "api_key": "unused",
+                "base_url": endpoint + "/v1",
+                "dimensions": DIM,
+            },
+        )
+    )
     index = client.prepare_index_params()
     index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
     index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     client.create_collection(name, schema=schema, index_params=index)
     if rows:
-        client.insert(name, [
-            {"id": i, "document": text, "category": "ai" if "AI" in text else "other", "note": None,
-             "year": 2000 + i}
-            for i, text in enumerate(rows)
-        ])
+        client.insert(
+            name,
+            [
+                {
+                    "id": i,
+                    "document": text,
+                    "category": "ai" if "AI" in text else "other",
+                    "note": None,
+                    "year": 2000 + i,
+                }
+                for i, text in enumerate(rows)
+            ],
+        )
         client.flush(name)
 
 

@@ -1,11 +1,19 @@
 """vllm-ranker: Milvus 2.6's model rankers (vLLM and friends) on every Milvus, as a drop-in pymilvus client.
 
-    from vllm_ranker import MilvusClient, Function, FunctionType, AnnSearchRequest
+from vllm_ranker import MilvusClient, Function, FunctionType, AnnSearchRequest
 """
 
 from __future__ import annotations
 
-from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusException, RRFRanker, WeightedRanker
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusException,
+    RRFRanker,
+    WeightedRanker,
+)
 
 from .errors import RerankError, RerankParamError, RerankServiceError, RerankTimeout
 from .milvus import MilvusClient

@@ -47,7 +47,9 @@ def union_by_pk(result_lists: Iterable[Iterable[Candidate]]) -> list[Candidate]:
     return union
 
 
-def plan_batches(queries: Sequence[str], candidates: Sequence[Sequence[Candidate]], batch_size: int) -> list[Batch]:
+def plan_batches(
+    queries: Sequence[str], candidates: Sequence[Sequence[Candidate]], batch_size: int
+) -> list[Batch]:
     """Split every query's candidates into requests of at most ``batch_size`` documents.
 
     A query with no candidates gets no request (Milvus makes no call either).
@@ -102,7 +104,9 @@ def round_distances(hits: list[ScoredHit], round_decimal: int) -> list[ScoredHit
     return hits
 
 
-def scatter(batches: Sequence[Batch], batch_scores: Sequence[Sequence[float]], sizes: Sequence[int]) -> list[list[float]]:
+def scatter(
+    batches: Sequence[Batch], batch_scores: Sequence[Sequence[float]], sizes: Sequence[int]
+) -> list[list[float]]:
     """Put each batch's scores back at its documents' positions, per query."""
     per_query: list[list[float]] = [[0.0] * n for n in sizes]
     for batch, scores in zip(batches, batch_scores, strict=True):

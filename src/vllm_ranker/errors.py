@@ -10,10 +10,12 @@ from pymilvus import MilvusException
 from pymilvus.exceptions import ErrorCode
 
 
-class RerankError(MilvusException):
+class RerankError(MilvusException):  # type: ignore[misc]
     """Base class of every error raised by the model ranker."""
 
-    def __init__(self, message: str, *, code: int = ErrorCode.UNEXPECTED_ERROR, input_error: bool = False) -> None:
+    def __init__(
+        self, message: str, *, code: int = ErrorCode.UNEXPECTED_ERROR, input_error: bool = False
+    ) -> None:
         super().__init__(code=code, message=message, is_input_error=input_error)
 
     def __str__(self) -> str:

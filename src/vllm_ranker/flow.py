@@ -15,7 +15,17 @@ from typing import Any
 
 from pymilvus import AnnSearchRequest, Function
 
-from .engine import Batch, Candidate, ScoredHit, order_hits, page, plan_batches, round_distances, scatter, union_by_pk
+from .engine import (
+    Batch,
+    Candidate,
+    ScoredHit,
+    order_hits,
+    page,
+    plan_batches,
+    round_distances,
+    scatter,
+    union_by_pk,
+)
 from .errors import RerankParamError
 from .results import make_result
 from .spec import CollectionInfo, RerankSpec, parse_ranker
@@ -69,7 +79,9 @@ class SchemaCache:
                 self._infos.pop(name, None)
 
 
-def _spec(cache: SchemaCache, collection_name: str, ranker: Function) -> Generator[Step, Any, tuple[RerankSpec, CollectionInfo]]:
+def _spec(
+    cache: SchemaCache, collection_name: str, ranker: Function
+) -> Generator[Step, Any, tuple[RerankSpec, CollectionInfo]]:
     info = cache.get(collection_name)
     fresh = info is None
     if info is None:
@@ -93,7 +105,9 @@ def _fetch_fields(output_fields: Sequence[str] | None, text_field: str) -> list[
     return fields
 
 
-def _candidates(hits: Any, info: CollectionInfo, text_field: str, output_fields: Sequence[str] | None) -> list[Candidate]:
+def _candidates(
+    hits: Any, info: CollectionInfo, text_field: str, output_fields: Sequence[str] | None
+) -> list[Candidate]:
     keep_text = bool(output_fields) and (text_field in output_fields or "*" in output_fields)  # type: ignore[operator]
     out: list[Candidate] = []
     for hit in hits:
@@ -115,7 +129,9 @@ def _refuse_grouping(kwargs: Mapping[str, Any]) -> None:
         )
 
 
-def _rerank(spec: RerankSpec, queries: Sequence[str], candidates: list[list[Candidate]], stats: RerankStats) -> Generator[Step, Any, list[list[float]]]:
+def _rerank(
+    spec: RerankSpec, queries: Sequence[str], candidates: list[list[Candidate]], stats: RerankStats
+) -> Generator[Step, Any, list[list[float]]]:
     batches = plan_batches(queries, candidates, spec.batch_size)
     stats.candidates = sum(len(c) for c in candidates)
     stats.batches = len(batches)
@@ -146,15 +162,20 @@ def search_flow(
     _refuse_grouping(search_kwargs)
     round_decimal = int(search_kwargs.pop("round_decimal", -1))
     output_fields = search_kwargs.get("output_fields")
-    call = dict(search_kwargs, collection_name=collection_name,
-                output_fields=_fetch_fields(output_fields, spec.text_field))
+    call = dict(
+        search_kwargs,
+        collection_name=collection_name,
+        output_fields=_fetch_fields(output_fields, spec.text_field),
+    )
     stats = RerankStats()
     started = time.perf_counter()
     (found,) = yield Searches([call])
     stats.search_seconds = time.perf_counter() - started
     candidates = [_candidates(hits, info, spec.text_field, output_fields) for hits in found]
     scores = yield from _rerank(spec, queries, candidates, stats)
-    ranked = [round_distances(order_hits(c, s), round_decimal) for c, s in zip(candidates, scores, strict=True)]
+    ranked = [
+        round_distances(order_hits(c, s), round_decimal) for c, s in zip(candidates, scores, strict=True)
+    ]
     return make_result(ranked, info.pk_name, {"rerank": stats})
 
 
@@ -176,7 +197,9 @@ def hybrid_flow(
         raise RerankParamError(
             f"the AnnSearchRequests of one hybrid_search must search the same number of vectors, got {sorted(nqs)}"
         )
-    texts = next((r.data for r in reqs if isinstance(r.data, list) and all(isinstance(t, str) for t in r.data)), None)
+    texts = next(
+        (r.data for r in reqs if isinstance(r.data, list) and all(isinstance(t, str) for t in r.data)), None
+    )
     queries = spec.queries_for(nqs.pop(), texts)
     _refuse_grouping(common)
     offset = int(common.pop("offset", 0) or 0)
@@ -185,8 +208,16 @@ def hybrid_flow(
     fetch = _fetch_fields(output_fields, spec.text_field)
     calls = []
     for req in reqs:
-        call = dict(common, collection_name=collection_name, data=req.data, anns_field=req.anns_field,
-                    search_params=req.param, limit=req.limit, output_fields=fetch, filter=req.expr or "")
+        call = dict(
+            common,
+            collection_name=collection_name,
+            data=req.data,
+            anns_field=req.anns_field,
+            search_params=req.param,
+            limit=req.limit,
+            output_fields=fetch,
+            filter=req.expr or "",
+        )
         if req.expr_params:
             call["filter_params"] = req.expr_params
         calls.append(call)

@@ -37,8 +37,9 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
         self._schemas = SchemaCache()
         self._transport: SyncTransport | None = None
         self._rerank_client_limit = rerank_client_limit
-        super().__init__(uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout,
-                         **kwargs)
+        super().__init__(
+            uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs
+        )
 
     def _http(self) -> SyncTransport:
         # Created on first use: clients that never rerank open no HTTP pool and no threads.
@@ -61,11 +62,30 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Any:
         if not is_model_ranker(ranker):
-            return super().search(collection_name, data, filter, limit, output_fields, search_params, timeout,
-                                  partition_names, anns_field, ranker, **kwargs)
-        search_kwargs = dict(kwargs, data=data, filter=filter, limit=limit, output_fields=output_fields,
-                             search_params=search_params, timeout=timeout, partition_names=partition_names,
-                             anns_field=anns_field)
+            return super().search(
+                collection_name,
+                data,
+                filter,
+                limit,
+                output_fields,
+                search_params,
+                timeout,
+                partition_names,
+                anns_field,
+                ranker,
+                **kwargs,
+            )
+        search_kwargs = dict(
+            kwargs,
+            data=data,
+            filter=filter,
+            limit=limit,
+            output_fields=output_fields,
+            search_params=search_params,
+            timeout=timeout,
+            partition_names=partition_names,
+            anns_field=anns_field,
+        )
         return self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs))
 
     def hybrid_search(
@@ -80,8 +100,9 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Any:
         if not is_model_ranker(ranker):
-            return super().hybrid_search(collection_name, reqs, ranker, limit, output_fields, timeout,
-                                         partition_names, **kwargs)
+            return super().hybrid_search(
+                collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
+            )
         common = dict(kwargs, output_fields=output_fields, timeout=timeout, partition_names=partition_names)
         return self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common))
 

@@ -187,8 +187,13 @@ def _check_input_field(names: list[str], collection: CollectionInfo) -> str:
 
 
 def _type_name(dtype: DataType) -> str:
-    return {DataType.INT64: "Int64", DataType.INT32: "Int32", DataType.FLOAT: "Float", DataType.JSON: "JSON"}.get(
-        dtype, dtype.name.title().replace("_", "")
+    return str(
+        {
+            DataType.INT64: "Int64",
+            DataType.INT32: "Int32",
+            DataType.FLOAT: "Float",
+            DataType.JSON: "JSON",
+        }.get(dtype, dtype.name.title().replace("_", ""))
     )
 
 

@@ -26,8 +26,12 @@ def overlap_score(query: str, document: str) -> float:
     q = {w.lower() for w in _WORD.findall(query)}
     d = {w.lower() for w in _WORD.findall(document)}
     base = len(q & d) / len(q) if q else 0.0
-    jitter = int.from_bytes(hashlib.sha256(f"{query}\x00{document}".encode("utf-8", "surrogatepass")).digest()[:4],
-                            "big") / 2**32
+    jitter = (
+        int.from_bytes(
+            hashlib.sha256(f"{query}\x00{document}".encode("utf-8", "surrogatepass")).digest()[:4], "big"
+        )
+        / 2**32
+    )
     return round(base + jitter / 1000, 6)
 
 
@@ -64,14 +68,15 @@ def hashed_embedding(text: str, dim: int) -> list[float]:
 
 
 def vllm_answer(query: str, documents: list[str], scores: list[float], model: str) -> dict[str, Any]:
-    results = [
-        {"index": i, "document": {"text": d}, "relevance_score": s}
-        for i, (d, s) in enumerate(zip(documents, scores, strict=True))
-    ]
-    results.sort(key=lambda r: -r["relevance_score"])  # vLLM answers best first, not in input order
+    order = sorted(range(len(documents)), key=lambda i: -scores[i])  # vLLM answers best first, not in input order
+    results = [{"index": i, "document": {"text": documents[i]}, "relevance_score": scores[i]} for i in order]
     tokens = sum(len(_WORD.findall(query)) + len(_WORD.findall(d)) + 3 for d in documents)
-    return {"id": "rerank-loopback", "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            "results": results}
+    return {
+        "id": "rerank-loopback",
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "results": results,
+    }
 
 
 class RerankServer:
@@ -157,15 +162,23 @@ class RerankServer:
         if self.wire != "vllm":
             from .wire_formats import answer as wire_answer
 
-            return wire_answer(self.wire, path, body, self.score, self.model)
+            status, answer = wire_answer(self.wire, path, body, self.score, self.model)
+            return int(status), answer
         if path.rstrip("/").rsplit("/", 1)[-1] != "rerank":
             return 404, {"error": {"message": f"Not Found: {path}", "type": "NotFoundError", "code": 404}}
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return 400, {"error": {"message": "query: field required", "type": "BadRequestError", "code": 400}}
+            return 400, {
+                "error": {"message": "query: field required", "type": "BadRequestError", "code": 400}
+            }
         documents = body.get("documents")
         if not isinstance(documents, list) or not documents:
-            return 400, {"error": {"message": "documents must be a non-empty list", "type": "BadRequestError",
-                                   "code": 400}}
+            return 400, {
+                "error": {
+                    "message": "documents must be a non-empty list",
+                    "type": "BadRequestError",
+                    "code": 400,
+                }
+            }
         texts = [d if isinstance(d, str) else str(d) for d in documents]
         scores = [self.score(body["query"], d) for d in texts]
         return 200, vllm_answer(body["query"], texts, scores, body.get("model") or self.model)
@@ -178,9 +191,16 @@ class RerankServer:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             return 400, {"error": {"message": "input must be a string or a list of strings", "code": 400}}
         dim = int(body.get("dimensions") or self.embedding_dim)
-        data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(t, dim)} for i, t in enumerate(texts)]
-        return 200, {"object": "list", "data": data, "model": body.get("model") or self.model,
-                     "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+        data = [
+            {"object": "embedding", "index": i, "embedding": hashed_embedding(t, dim)}
+            for i, t in enumerate(texts)
+        ]
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": body.get("model") or self.model,
+            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+        }
 
     def _simulate_work(self, n_docs: int) -> None:
         delay = self.request_latency + self.per_document_latency * n_docs
@@ -209,7 +229,9 @@ class RerankServer:
                 if self.path.rstrip("/") in ("/health", ""):
                     self._send(200, b"", {})
                 elif self.path.rstrip("/") == "/v1/models":
-                    self._send_json(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                    self._send_json(
+                        200, {"object": "list", "data": [{"id": server.model, "object": "model"}]}
+                    )
                 else:
                     self._send_json(404, {"error": {"message": "Not Found"}})
 
@@ -220,8 +242,9 @@ class RerankServer:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                recorded = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                    time.monotonic())
+                recorded = Recorded(
+                    "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+                )
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -245,7 +268,9 @@ class RerankServer:
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.action == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
                     self.close_connection = True
                     self.connection.close()
                     return

@@ -101,7 +101,7 @@ def retry_after_seconds(header: str | None, now: float | None = None) -> float |
 
 def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> float:
     """Exponential backoff with up to 25% jitter (attempt 0 is the first retry)."""
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (1 + 0.25 * rng())
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (1 + 0.25 * rng()))
 
 
 def exchange(
@@ -177,11 +177,15 @@ _HINTS = {
 }
 
 
-def _failure(spec: RerankSpec, target: Target, reply: Answer | Broken, attempt: int, note: str = "") -> RerankServiceError:
+def _failure(
+    spec: RerankSpec, target: Target, reply: Answer | Broken, attempt: int, note: str = ""
+) -> RerankServiceError:
     where = f"call service failed: {spec.provider.name} at {redact(target.url)}"
     tries = f" after {attempt + 1} tries" if attempt else ""
     if isinstance(reply, Broken):
-        hint = "is the rerank service running and reachable at this address?" if reply.kind == "connect" else ""
+        hint = (
+            "is the rerank service running and reachable at this address?" if reply.kind == "connect" else ""
+        )
         message = f"{where}: {reply.kind} error{tries}: {reply.detail}"
         status = None
         kind = reply.kind
@@ -262,8 +266,10 @@ class SyncTransport:
     def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
         deadline = time.monotonic() + spec.timeout
         work = _Work(batches)
-        helpers = [self._pool.submit(self._worker, spec, work, deadline, stats)
-                   for _ in range(min(spec.max_concurrency, len(batches)) - 1)]
+        helpers = [
+            self._pool.submit(self._worker, spec, work, deadline, stats)
+            for _ in range(min(spec.max_concurrency, len(batches)) - 1)
+        ]
         self._worker(spec, work, deadline, stats)
         for future in helpers:
             future.result()
@@ -287,7 +293,8 @@ class SyncTransport:
             try:
                 action = steps.send(reply)
             except StopIteration as done:
-                return done.value
+                scores: list[float] = done.value
+                return scores
             if isinstance(action, Sleep):
                 time.sleep(action.seconds)
                 reply = None
@@ -302,8 +309,12 @@ class SyncTransport:
             response = self._http.post(
                 action.url, content=action.body, headers=action.headers, timeout=action.timeout
             )
-            return Answer(response.status_code, response.content, response.headers.get("retry-after"),
-                          time.monotonic() - started)
+            return Answer(
+                response.status_code,
+                response.content,
+                response.headers.get("retry-after"),
+                time.monotonic() - started,
+            )
         except httpx.HTTPError as exc:
             return _broken(exc, time.monotonic() - started)
         finally:
@@ -328,7 +339,9 @@ class AsyncTransport:
         self._gate = asyncio.Semaphore(client_limit)
         self.client_limit = client_limit
 
-    async def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
+    async def rerank(
+        self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats
+    ) -> list[list[float]]:
         deadline = time.monotonic() + spec.timeout
         work = _Work(batches)
         try:
@@ -365,8 +378,12 @@ class AsyncTransport:
                 response = await self._http.post(
                     action.url, content=action.body, headers=action.headers, timeout=action.timeout
                 )
-                return Answer(response.status_code, response.content, response.headers.get("retry-after"),
-                              time.monotonic() - started)
+                return Answer(
+                    response.status_code,
+                    response.content,
+                    response.headers.get("retry-after"),
+                    time.monotonic() - started,
+                )
             except httpx.HTTPError as exc:
                 return _broken(exc, time.monotonic() - started)
 

@@ -81,7 +81,7 @@ def as_str_list(value: Any) -> list[str]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ValueError(f"not a JSON list of strings ({exc.msg})") from None
     if isinstance(value, (list, tuple)):
         items = list(value)

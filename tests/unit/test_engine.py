@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from vllm_ranker.engine import Candidate, order_hits, page, plan_batches, round_distances, scatter, union_by_pk
+from vllm_ranker.engine import (
+    Candidate,
+    order_hits,
+    page,
+    plan_batches,
+    round_distances,
+    scatter,
+    union_by_pk,
+)
 
 
 def cands(*pks: int) -> list[Candidate]:
@@ -28,7 +36,11 @@ def test_scatter_puts_scores_back_in_place() -> None:
 
 def test_union_first_occurrence_wins() -> None:
     first = [Candidate(3, "x", {"from": "dense"}), Candidate(1, "y", {})]
-    second = [Candidate(1, "y", {"from": "sparse"}), Candidate(2, "z", {}), Candidate(3, "x", {"from": "sparse"})]
+    second = [
+        Candidate(1, "y", {"from": "sparse"}),
+        Candidate(2, "z", {}),
+        Candidate(3, "x", {"from": "sparse"}),
+    ]
     union = union_by_pk([first, second])
     assert [c.pk for c in union] == [3, 1, 2]
     assert union[0].entity == {"from": "dense"}

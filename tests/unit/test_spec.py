@@ -25,8 +25,12 @@ BASE = {"reranker": "model", "provider": "vllm", "queries": ["q"], "endpoint": "
 
 
 def fn(params: dict[str, Any], fields: list[str] | None = None) -> Function:
-    return Function(name="r", input_field_names=["document"] if fields is None else fields,
-                    function_type=FunctionType.RERANK, params=params)
+    return Function(
+        name="r",
+        input_field_names=["document"] if fields is None else fields,
+        function_type=FunctionType.RERANK,
+        params=params,
+    )
 
 
 def parse(params: dict[str, Any], fields: list[str] | None = None) -> Any:
@@ -42,7 +46,11 @@ def without(key: str, **extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("params", "fields", "substring"),
     [
-        (dict(BASE, reranker="modle"), None, "unsupported rerank function: [modle] , list of supported [decay,model,rrf,weighted]"),
+        (
+            dict(BASE, reranker="modle"),
+            None,
+            "unsupported rerank function: [modle] , list of supported [decay,model,rrf,weighted]",
+        ),
         (BASE, [""], "rerank input field name cannot be empty string"),
         (BASE, ["missing"], "function input field not found: missing"),
         (BASE, ["note"], "function input field cannot be nullable: field note"),
@@ -67,7 +75,9 @@ def test_each_milvus_message(params: dict[str, Any], fields: list[str] | None, s
         parse(params, fields)
     assert substring in str(caught.value)
     assert isinstance(caught.value, MilvusException)
-    assert ": " in str(caught.value).split(substring, 1)[1] or "give" in str(caught.value)  # says what to change
+    assert ": " in str(caught.value).split(substring, 1)[1] or "give" in str(
+        caught.value
+    )  # says what to change
 
 
 def test_validation_order_is_milvus_order() -> None:
@@ -144,7 +154,9 @@ def test_queries_resolution() -> None:
     with pytest.raises(RerankParamError, match="rerank function lost params queries"):
         spec.queries_for(1, [[0.1, 0.2]])
     spec = parse(dict(BASE, queries=["one"]))
-    with pytest.raises(RerankParamError, match=r"nq must equal to queries size, but got nq \[2\], queries size \[1\]"):
+    with pytest.raises(
+        RerankParamError, match=r"nq must equal to queries size, but got nq \[2\], queries size \[1\]"
+    ):
         spec.queries_for(2, None)
 
 
@@ -169,8 +181,12 @@ def test_which_rankers_are_ours() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "substring"),
-    [("timeout", 0, "must be greater than 0"), ("timeout", "soon", "is not a valid number"),
-     ("max_retries", -1, "must be >= 0"), ("max_concurrency", 0, "must be >= 1")],
+    [
+        ("timeout", 0, "must be greater than 0"),
+        ("timeout", "soon", "is not a valid number"),
+        ("max_retries", -1, "must be >= 0"),
+        ("max_concurrency", 0, "must be >= 1"),
+    ],
 )
 def test_engine_params_are_validated(key: str, value: Any, substring: str) -> None:
     with pytest.raises(RerankParamError, match=key) as caught:

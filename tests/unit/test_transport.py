@@ -17,18 +17,22 @@ from vllm_ranker import RerankServiceError, RerankTimeout, parse_ranker
 from vllm_ranker.engine import Candidate, plan_batches, scatter
 from vllm_ranker.spec import CollectionInfo, FieldInfo, RerankSpec
 from vllm_ranker.stats import RerankStats
-from vllm_ranker.testing import RerankServer, Reply, overlap_score
+from vllm_ranker.testing import Reply, RerankServer, overlap_score
 from vllm_ranker.transport import AsyncTransport, SyncTransport
 
-COLLECTION = CollectionInfo("docs", "id", {"id": FieldInfo("id", DataType.INT64),
-                                           "document": FieldInfo("document", DataType.VARCHAR)})
+COLLECTION = CollectionInfo(
+    "docs", "id", {"id": FieldInfo("id", DataType.INT64), "document": FieldInfo("document", DataType.VARCHAR)}
+)
 
 
 def make_spec(endpoint: str, **params: Any) -> RerankSpec:
     merged = {"reranker": "model", "provider": "vllm", "endpoint": endpoint, "queries": ["q"]}
     merged.update(params)
-    return parse_ranker(Function(name="r", input_field_names=["document"], function_type=FunctionType.RERANK,
-                                 params=merged), COLLECTION, env={})
+    return parse_ranker(
+        Function(name="r", input_field_names=["document"], function_type=FunctionType.RERANK, params=merged),
+        COLLECTION,
+        env={},
+    )
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -37,7 +41,9 @@ def rerank(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "sync":
         transport = SyncTransport(client_limit=16)
 
-        def run(spec: RerankSpec, queries: list[str], docs: list[list[str]]) -> tuple[list[list[float]], RerankStats]:
+        def run(
+            spec: RerankSpec, queries: list[str], docs: list[list[str]]
+        ) -> tuple[list[list[float]], RerankStats]:
             cands = [[Candidate(i, d, {}) for i, d in enumerate(ds)] for ds in docs]
             batches = plan_batches(queries, cands, spec.batch_size)
             stats = RerankStats()
@@ -49,7 +55,9 @@ def rerank(request: pytest.FixtureRequest) -> Iterator[Any]:
         loop = asyncio.new_event_loop()
         atransport = AsyncTransport(client_limit=16)
 
-        def run(spec: RerankSpec, queries: list[str], docs: list[list[str]]) -> tuple[list[list[float]], RerankStats]:
+        def run(
+            spec: RerankSpec, queries: list[str], docs: list[list[str]]
+        ) -> tuple[list[list[float]], RerankStats]:
             cands = [[Candidate(i, d, {}) for i, d in enumerate(ds)] for ds in docs]
             batches = plan_batches(queries, cands, spec.batch_size)
             stats = RerankStats()
@@ -65,12 +73,18 @@ DOCS = [f"document number {i} about topic {i % 3}" for i in range(10)]
 
 
 def test_exact_request(server: RerankServer, rerank: Any) -> None:
-    spec = make_spec(server.endpoint + "/v1/rerank", truncate_prompt_tokens="256", model_name="BAAI/bge-reranker-base")
+    spec = make_spec(
+        server.endpoint + "/v1/rerank", truncate_prompt_tokens="256", model_name="BAAI/bge-reranker-base"
+    )
     scores, _ = rerank(spec, ["topic 1"], [DOCS[:3]])
     (req,) = server.requests
     assert (req.method, req.path) == ("POST", "/v1/rerank")
-    assert req.body == {"query": "topic 1", "documents": DOCS[:3], "model": "BAAI/bge-reranker-base",
-                        "truncate_prompt_tokens": 256}
+    assert req.body == {
+        "query": "topic 1",
+        "documents": DOCS[:3],
+        "model": "BAAI/bge-reranker-base",
+        "truncate_prompt_tokens": 256,
+    }
     assert req.headers["content-type"] == "application/json"
     assert "authorization" not in req.headers
     assert scores == [[overlap_score("topic 1", d) for d in DOCS[:3]]]
@@ -88,7 +102,10 @@ def test_batches_by_max_batch_and_maps_out_of_order_answers(server: RerankServer
     assert sizes == [1, 2, 4, 4, 4]
     assert stats.requests == 5
     # The server answers best first (out of input order); scores land on the right documents.
-    assert scores == [[overlap_score("topic 1", d) for d in DOCS], [overlap_score("topic 2", d) for d in DOCS[:5]]]
+    assert scores == [
+        [overlap_score("topic 1", d) for d in DOCS],
+        [overlap_score("topic 2", d) for d in DOCS[:5]],
+    ]
 
 
 def test_concurrency_is_bounded(rerank: Any) -> None:
@@ -102,23 +119,53 @@ def test_concurrency_is_bounded(rerank: Any) -> None:
 @pytest.mark.parametrize(
     ("reply", "pieces"),
     [
-        (Reply(json_body={"results": [{"index": 0, "relevance_score": 0.5}]}),
-         ["call service failed", "sent 2 documents, got 1 results", "missing index [1]"]),
-        (Reply(json_body={"results": [{"index": 0, "relevance_score": 0.5}, {"index": 0, "relevance_score": 0.4}]}),
-         ["duplicate index [0]"]),
-        (Reply(json_body={"results": [{"index": 0, "relevance_score": 0.5}, {"index": 7, "relevance_score": 0.4}]}),
-         ["index out of range [7]", "missing index [1]"]),
-        (Reply(json_body={"results": [{"index": 0, "relevance_score": "high"}, {"index": 1, "relevance_score": 1}]}),
-         ["not a number"]),
-        (Reply(raw="<html><title>Bad Gateway</title></html>", headers={"Content-Type": "text/html"}),
-         ["not JSON", "Bad Gateway"]),
-        (Reply(400, {"error": {"message": "maximum context length is 512 tokens", "type": "BadRequestError"}}),
-         ["call service failed", "HTTP 400", "maximum context length is 512 tokens"]),
-        (Reply(404, {"error": {"message": "The model `x` does not exist.", "code": 404}}),
-         ["HTTP 404", "The model `x` does not exist.", "params['endpoint']"]),
+        (
+            Reply(json_body={"results": [{"index": 0, "relevance_score": 0.5}]}),
+            ["call service failed", "sent 2 documents, got 1 results", "missing index [1]"],
+        ),
+        (
+            Reply(
+                json_body={
+                    "results": [{"index": 0, "relevance_score": 0.5}, {"index": 0, "relevance_score": 0.4}]
+                }
+            ),
+            ["duplicate index [0]"],
+        ),
+        (
+            Reply(
+                json_body={
+                    "results": [{"index": 0, "relevance_score": 0.5}, {"index": 7, "relevance_score": 0.4}]
+                }
+            ),
+            ["index out of range [7]", "missing index [1]"],
+        ),
+        (
+            Reply(
+                json_body={
+                    "results": [{"index": 0, "relevance_score": "high"}, {"index": 1, "relevance_score": 1}]
+                }
+            ),
+            ["not a number"],
+        ),
+        (
+            Reply(raw="<html><title>Bad Gateway</title></html>", headers={"Content-Type": "text/html"}),
+            ["not JSON", "Bad Gateway"],
+        ),
+        (
+            Reply(
+                400, {"error": {"message": "maximum context length is 512 tokens", "type": "BadRequestError"}}
+            ),
+            ["call service failed", "HTTP 400", "maximum context length is 512 tokens"],
+        ),
+        (
+            Reply(404, {"error": {"message": "The model `x` does not exist.", "code": 404}}),
+            ["HTTP 404", "The model `x` does not exist.", "params['endpoint']"],
+        ),
     ],
 )
-def test_bad_answers_are_clear_errors(server: RerankServer, rerank: Any, reply: Reply, pieces: list[str]) -> None:
+def test_bad_answers_are_clear_errors(
+    server: RerankServer, rerank: Any, reply: Reply, pieces: list[str]
+) -> None:
     server.script.append(reply)
     with pytest.raises(RerankServiceError) as caught:
         rerank(make_spec(server.endpoint), ["q"], [["a", "b"]])
@@ -137,7 +184,9 @@ def test_5xx_is_retried_then_reported(server: RerankServer, rerank: Any) -> None
 
 
 def test_503_then_success(server: RerankServer, rerank: Any) -> None:
-    server.script.extend([Reply(503, {"error": {"message": "busy"}}), Reply(429, {}, headers={"Retry-After": "0"})])
+    server.script.extend(
+        [Reply(503, {"error": {"message": "busy"}}), Reply(429, {}, headers={"Retry-After": "0"})]
+    )
     scores, stats = rerank(make_spec(server.endpoint), ["q"], [["a q"]])
     assert scores == [[overlap_score("q", "a q")]]
     assert stats.retries == 2 and stats.requests == 3
@@ -156,5 +205,5 @@ def test_connection_refused(rerank: Any) -> None:
 
 def test_deadline_covers_the_whole_call(server: RerankServer, rerank: Any) -> None:
     server.script.append(Reply(200, {"results": []}, action="hang"))
-    with pytest.raises(RerankTimeout, match="deadline of 0.3 s"):
+    with pytest.raises(RerankTimeout, match=r"deadline of 0\.3 s"):
         rerank(make_spec(server.endpoint, timeout=0.3), ["q"], [["a"]])

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .. import values
 
@@ -33,28 +34,42 @@ class Option:
     choices: tuple[str, ...] = ()
 
 
-def int_option(key: str, *, wire: str | None = None, minimum: int | None = None, hint: str) -> Option:
+# ``error`` overrides the message template (Milvus words it differently per provider); ``{value}`` is the raw value.
+def int_option(
+    key: str, *, wire: str | None = None, minimum: int | None = None, hint: str, error: str | None = None
+) -> Option:
     def parse(raw: Any) -> int:
         number = values.as_int(raw)
         if minimum is not None and number < minimum:
             raise ValueError(f"must be >= {minimum}")
         return number
 
-    return Option(key, parse, wire or key, error=f"{key}: {{value}} is not a number", hint=hint)
+    return Option(key, parse, wire or key, error=error or f"{key}: {{value}} is not a number", hint=hint)
 
 
-def bool_option(key: str, *, wire: str | None = None, hint: str) -> Option:
-    return Option(key, values.as_bool, wire or key, error=f"{key}: {{value}} is not a valid bool", hint=hint)
+def bool_option(key: str, *, wire: str | None = None, hint: str, error: str | None = None) -> Option:
+    return Option(
+        key, values.as_bool, wire or key, error=error or f"{key}: {{value}} is not a valid bool", hint=hint
+    )
 
 
-def choice_option(key: str, choices: tuple[str, ...], *, wire: str | None = None, hint: str) -> Option:
+def choice_option(
+    key: str, choices: tuple[str, ...], *, wire: str | None = None, hint: str, error: str | None = None
+) -> Option:
     def parse(raw: Any) -> str:
         text = values.as_str(raw)
         if text not in choices:
             raise ValueError(f"must be one of {', '.join(choices)} (case-sensitive)")
         return text
 
-    return Option(key, parse, wire or key, error=f"{key}: {{value}} is not supported", hint=hint, choices=choices)
+    return Option(
+        key,
+        parse,
+        wire or key,
+        error=error or f"{key}: {{value}} is not supported",
+        hint=hint,
+        choices=choices,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +142,7 @@ def scores_by_index(items: Any, n_docs: int, *, score_key: str, container: str) 
             details.append(f"duplicate index {_few(duplicates)}")
         if out_of_range:
             details.append(f"index out of range {_few(out_of_range)} (valid 0..{n_docs - 1})")
-        raise MalformedAnswer(
-            f"sent {n_docs} documents, got {len(items)} results: " + "; ".join(details)
-        )
+        raise MalformedAnswer(f"sent {n_docs} documents, got {len(items)} results: " + "; ".join(details))
     return [s for s in scores if s is not None]
 
 
@@ -148,20 +161,59 @@ def _few(items: list[Any], limit: int = 5) -> str:
 
 
 def error_message(body: Any) -> str | None:
-    """The service's own error text from the usual JSON error shapes (vLLM/OpenAI, TEI, Cohere, DashScope)."""
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
-        for key in ("message", "error", "detail"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
+    """The service's own error text from the usual JSON error shapes.
+
+    ``{"error": {"message"}}`` (vLLM/OpenAI), ``{"error": str, "error_type"}`` (TEI, Hugging Face),
+    ``{"message"}`` (Cohere), ``{"code": str, "message"}`` (DashScope: the code is kept, it names the cause),
+    ``{"code": int, "message", "data"}`` (SiliconFlow), ``{"detail": str | [{"msg"}]}`` (Voyage, FastAPI).
+    """
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])
+    message = body.get("message")
+    if isinstance(message, str):
+        code = body.get("code")
+        return f"{code}: {message}" if isinstance(code, str) and code else message
+    for key in ("error", "detail"):
+        value = body.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value:
+            texts = [str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value]
+            return "; ".join(texts)
     return None
 
 
 def join_path(endpoint: str, suffix: str) -> str:
     """Append ``suffix`` to the endpoint's path (keeps gateway path prefixes), dropping query/fragment."""
     return endpoint.rstrip("/") + "/" + suffix.lstrip("/")
+
+
+def api_url(endpoint: str, api_path: str) -> str:
+    """The request URL for ``endpoint`` and a provider's API path (e.g. ``/v2/rerank``), never repeating a part.
+
+    - the endpoint's path already ends with the API path's last segment (``https://gw/cohere/v2/rerank``,
+      ``https://gw/my-route/rerank``): the endpoint is the full URL, used as it is;
+    - it ends with a leading part of the API path (``https://host/v2`` for ``/v2/rerank``,
+      ``https://dashscope-intl.aliyuncs.com/api/v1``): the rest of the API path is appended;
+    - otherwise (``https://host``, ``https://gateway/prefix``) the whole API path is appended.
+    Segments compare case-insensitively; a query string is kept, a fragment dropped.
+    """
+    parts = urlsplit(endpoint.strip())
+    path = [s for s in parts.path.split("/") if s]
+    api = [s for s in api_path.split("/") if s]
+    folded, api_folded = [s.lower() for s in path], [s.lower() for s in api]
+    if path and folded[-1] == api_folded[-1]:
+        rest: list[str] = []
+    else:
+        rest = api
+        for k in range(min(len(path), len(api) - 1), 0, -1):
+            if folded[-k:] == api_folded[:k]:
+                rest = api[k:]
+                break
+    return urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(path + rest), parts.query, ""))
 
 
 def rerank_url(endpoint: str, _model: str | None) -> str:

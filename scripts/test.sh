@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need into ./.venv (and the vLLM venv for the real-vLLM tier),
+# then runs lint, types and both test tiers. Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "is ignored" || true
+
+# The real-vLLM tier needs vLLM in its own venv (its pins would fight ours). Installed unless told not to.
+if [ "${VLLM_RANKER_SKIP_VLLM:-0}" != "1" ] && [ -f scripts/install-vllm.sh ]; then
+  export VLLM_RANKER_VLLM_VENV=${VLLM_RANKER_VLLM_VENV:-$PWD/.venv-vllm}
+  bash scripts/install-vllm.sh "$VLLM_RANKER_VLLM_VENV"
+fi
+
+echo "== ruff"; .venv/bin/ruff check src tests benchmarks
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
