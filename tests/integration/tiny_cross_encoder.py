@@ -71,10 +71,12 @@ def build(out_dir: Path) -> Path:
     torch.manual_seed(SEED)
     config = BertConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
+        # head_dim = 64 / 2 = 32: vLLM's CPU attention kernels reject small head
+        # sizes ("Unsupported CPU attention configuration: head_dim=16").
+        hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=128,
         max_position_embeddings=MAX_POSITIONS,
         type_vocab_size=2,
         num_labels=1,
