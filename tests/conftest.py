@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vllm_ranker import DataType, Function, FunctionType, MilvusClient
+from vllm_ranker import AsyncMilvusClient, DataType, Function, FunctionType, MilvusClient
 from vllm_ranker.testing import RerankServer
 
 DIM = 16
@@ -116,6 +118,7 @@ def _fresh_server(request: pytest.FixtureRequest) -> None:
 def milvus(tmp_path_factory: pytest.TempPathFactory, server: RerankServer) -> Iterator[MilvusClient]:
     path: Path = tmp_path_factory.mktemp("milvus") / "test.db"
     client = MilvusClient(uri=str(path))
+    client._test_uri = str(path)  # type: ignore[attr-defined]
     create_docs_collection(client, "docs", server.endpoint, CORPUS)
     create_docs_collection(client, "empty", server.endpoint, [])
     yield client
@@ -124,3 +127,34 @@ def milvus(tmp_path_factory: pytest.TempPathFactory, server: RerankServer) -> It
 
 def rerank_requests(srv: RerankServer) -> list[Any]:
     return [r for r in srv.requests if r.path.endswith("rerank")]
+
+
+class AsyncAsSync:
+    """Drives ``vllm_ranker.AsyncMilvusClient`` from sync tests, so one test body checks both clients."""
+
+    def __init__(self, client: AsyncMilvusClient, loop: asyncio.AbstractEventLoop) -> None:
+        self._client = client
+        self._loop = loop
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        return self._loop.run_until_complete(self._client.search(*args, **kwargs))
+
+    def hybrid_search(self, *args: Any, **kwargs: Any) -> Any:
+        return self._loop.run_until_complete(self._client.hybrid_search(*args, **kwargs))
+
+
+@pytest.fixture(scope="session")
+def async_milvus(milvus: MilvusClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsyncAsSync]:
+    loop = asyncio.new_event_loop()
+    client = AsyncMilvusClient(uri=milvus._test_uri)  # type: ignore[attr-defined]
+    yield AsyncAsSync(client, loop)
+    loop.run_until_complete(client.close())
+    loop.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def client(request: pytest.FixtureRequest, milvus: MilvusClient) -> Any:
+    """The client under test: the sync MilvusClient or the AsyncMilvusClient (same tests, both clients)."""
+    if request.param == "sync":
+        return milvus
+    return request.getfixturevalue("async_milvus")

@@ -15,6 +15,7 @@ from pymilvus import (
     WeightedRanker,
 )
 
+from .async_milvus import AsyncMilvusClient
 from .errors import RerankError, RerankParamError, RerankServiceError, RerankTimeout
 from .milvus import MilvusClient
 from .spec import RerankSpec, is_model_ranker, parse_ranker
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnSearchRequest",
+    "AsyncMilvusClient",
     "DataType",
     "Function",
     "FunctionType",

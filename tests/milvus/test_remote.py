@@ -31,8 +31,11 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     data = tmp_path_factory.mktemp("milvus-server")
     log = (data / "server.log").open("wb")
-    process = subprocess.Popen([*command, "server", "--data-dir", str(data / "db"), "--host", "127.0.0.1",
-                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [*command, "server", "--data-dir", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -68,8 +71,9 @@ def remote(milvus_server: str, server: RerankServer) -> Iterator[MilvusClient]:
 def test_seed_snippets_on_a_server_uri(remote: MilvusClient, server: RerankServer) -> None:
     queries = ["AI Research Progress", "What is AI"]
     fn = rerank_function(server.endpoint, queries, maxBatch=3)
-    res = remote.search("docs", data=queries, anns_field="sparse_vector", limit=5, output_fields=["document"],
-                        ranker=fn)
+    res = remote.search(
+        "docs", data=queries, anns_field="sparse_vector", limit=5, output_fields=["document"], ranker=fn
+    )
     for q, query in enumerate(queries):
         got = [(h["id"], h["distance"]) for h in res[q]]
         scores = {pk: d for pk, d in got}

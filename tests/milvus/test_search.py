@@ -36,7 +36,7 @@ def plain(milvus: MilvusClient, **kwargs: Any) -> Any:
     return pymilvus.MilvusClient.search(milvus, "docs", **kwargs)
 
 
-def test_seed_search_snippet(milvus: MilvusClient, server: RerankServer) -> None:
+def test_seed_search_snippet(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     vllm_ranker = Function(
         name="vllm_semantic_ranker",
         input_field_names=["document"],
@@ -50,7 +50,7 @@ def test_seed_search_snippet(milvus: MilvusClient, server: RerankServer) -> None
             "truncate_prompt_tokens": 256,
         },
     )
-    results = milvus.search(
+    results = client.search(
         collection_name="docs",
         data=QUERIES,
         anns_field="dense_vector",
@@ -71,11 +71,11 @@ def test_seed_search_snippet(milvus: MilvusClient, server: RerankServer) -> None
     assert sorted(b["query"] for b in bodies) == sorted(QUERIES)
 
 
-def test_seed_hybrid_snippet(milvus: MilvusClient, server: RerankServer) -> None:
+def test_seed_hybrid_snippet(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     vllm_ranker = rerank_function(server.endpoint, QUERIES, maxBatch=64, truncate_prompt_tokens=256)
     dense_search = AnnSearchRequest(data=QUERIES, anns_field="dense_vector", param={}, limit=5)
     sparse_search = AnnSearchRequest(data=QUERIES, anns_field="sparse_vector", param={}, limit=5)
-    hybrid_results = milvus.hybrid_search(
+    hybrid_results = client.hybrid_search(
         "docs", [dense_search, sparse_search], ranker=vllm_ranker, limit=5, output_fields=["document"]
     )
     dense = plain(milvus, data=QUERIES, anns_field="dense_vector", limit=5)
@@ -89,22 +89,20 @@ def test_seed_hybrid_snippet(milvus: MilvusClient, server: RerankServer) -> None
 
 
 def test_seed_mismatch_is_the_milvus_error_before_any_call(
-    milvus: MilvusClient, server: RerankServer
+    client: Any, milvus: MilvusClient, server: RerankServer
 ) -> None:
     one_query = rerank_function(server.endpoint, ["renewable energy developments"])
-    with pytest.raises(
-        RerankParamError, match=r"nq must equal to queries size, but got nq \[2\], queries size \[1\]"
-    ):
-        milvus.search("docs", data=QUERIES, anns_field="dense_vector", limit=5, ranker=one_query)
+    with pytest.raises(RerankParamError, match=r"nq must equal to queries size, but got nq \[2\], queries size \[1\]"):
+        client.search("docs", data=QUERIES, anns_field="dense_vector", limit=5, ranker=one_query)
     with pytest.raises(pymilvus.MilvusException, match="nq must equal to queries size"):
-        milvus.hybrid_search("docs", [AnnSearchRequest(QUERIES, "sparse_vector", {}, 5)], ranker=one_query)
+        client.hybrid_search("docs", [AnnSearchRequest(QUERIES, "sparse_vector", {}, 5)], ranker=one_query)
     assert server.requests == []  # no embedding call for the search, no rerank call
 
 
 def test_text_data_are_the_queries_when_queries_is_missing(
-    milvus: MilvusClient, server: RerankServer
+    client: Any, milvus: MilvusClient, server: RerankServer
 ) -> None:
-    res = milvus.search(
+    res = client.search(
         "docs",
         data=["energy progress"],
         anns_field="sparse_vector",
@@ -115,9 +113,11 @@ def test_text_data_are_the_queries_when_queries_is_missing(
     assert [(h["id"], h["distance"]) for h in res[0]] == truth("energy progress", list(first[0].ids))
 
 
-def test_vector_data_without_queries_is_the_milvus_error(milvus: MilvusClient, server: RerankServer) -> None:
+def test_vector_data_without_queries_is_the_milvus_error(
+    client: Any, milvus: MilvusClient, server: RerankServer
+) -> None:
     with pytest.raises(RerankParamError, match="rerank function lost params queries"):
-        milvus.search(
+        client.search(
             "docs",
             data=[[0.25] * 16],
             anns_field="dense_vector",
@@ -128,9 +128,9 @@ def test_vector_data_without_queries_is_the_milvus_error(milvus: MilvusClient, s
 
 @pytest.mark.parametrize("anns_field", ["dense_vector", "sparse_vector"])
 def test_offset_reranks_the_page_after_offset(
-    milvus: MilvusClient, server: RerankServer, anns_field: str
+    client: Any, milvus: MilvusClient, server: RerankServer, anns_field: str
 ) -> None:
-    res = milvus.search(
+    res = client.search(
         "docs",
         data=["AI research"],
         anns_field=anns_field,
@@ -143,24 +143,24 @@ def test_offset_reranks_the_page_after_offset(
     assert [len(r.body["documents"]) for r in rerank_requests(server)] in ([2, 1], [1, 2])
 
 
-def test_hybrid_offset_applies_after_rerank(milvus: MilvusClient, server: RerankServer) -> None:
+def test_hybrid_offset_applies_after_rerank(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     reqs = [
         AnnSearchRequest(["AI energy"], "dense_vector", {}, 6),
         AnnSearchRequest(["AI energy"], "sparse_vector", {}, 6),
     ]
-    res = milvus.hybrid_search("docs", reqs, ranker=rerank_function(server.endpoint), limit=3, offset=2)
+    res = client.hybrid_search("docs", reqs, ranker=rerank_function(server.endpoint), limit=3, offset=2)
     dense = plain(milvus, data=["AI energy"], anns_field="dense_vector", limit=6)
     sparse = plain(milvus, data=["AI energy"], anns_field="sparse_vector", limit=6)
     union = list(dict.fromkeys(list(dense[0].ids) + list(sparse[0].ids)))
     assert [h["id"] for h in res[0]] == [pk for pk, _ in truth("AI energy", union)[2:5]]
 
 
-def test_sub_request_filters_and_limits(milvus: MilvusClient, server: RerankServer) -> None:
+def test_sub_request_filters_and_limits(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     reqs = [
         AnnSearchRequest(["AI"], "dense_vector", {}, 2, expr="year < 2005"),
         AnnSearchRequest(["AI"], "sparse_vector", {}, 3, expr="category == 'ai'"),
     ]
-    res = milvus.hybrid_search(
+    res = client.hybrid_search(
         "docs", reqs, ranker=rerank_function(server.endpoint), limit=10, output_fields=["year", "category"]
     )
     dense = plain(milvus, data=["AI"], anns_field="dense_vector", limit=2, filter="year < 2005")
@@ -170,17 +170,17 @@ def test_sub_request_filters_and_limits(milvus: MilvusClient, server: RerankServ
     assert all(set(h["entity"]) == {"year", "category"} for h in res[0])
 
 
-def test_ties_are_broken_by_primary_key(milvus: MilvusClient) -> None:
+def test_ties_are_broken_by_primary_key(client: Any, milvus: MilvusClient) -> None:
     with RerankServer(score=lambda q, d: 0.5) as flat:
-        res = milvus.search(
+        res = client.search(
             "docs", data=["AI"], anns_field="sparse_vector", limit=5, ranker=rerank_function(flat.endpoint)
         )
     assert res[0].ids == sorted(res[0].ids)
     assert set(res[0].distances) == {0.5}
 
 
-def test_round_decimal(milvus: MilvusClient, server: RerankServer) -> None:
-    res = milvus.search(
+def test_round_decimal(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
+    res = client.search(
         "docs",
         data=["AI research"],
         anns_field="sparse_vector",
@@ -188,7 +188,7 @@ def test_round_decimal(milvus: MilvusClient, server: RerankServer) -> None:
         round_decimal=2,
         ranker=rerank_function(server.endpoint),
     )
-    exact = milvus.search(
+    exact = client.search(
         "docs",
         data=["AI research"],
         anns_field="sparse_vector",
@@ -199,27 +199,23 @@ def test_round_decimal(milvus: MilvusClient, server: RerankServer) -> None:
     assert res[0].distances == [round(d, 2) for d in exact[0].distances]
 
 
-def test_output_fields_with_and_without_the_text_field(milvus: MilvusClient, server: RerankServer) -> None:
+def test_output_fields_with_and_without_the_text_field(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     fn = rerank_function(server.endpoint)
-    without = milvus.search(
-        "docs", data=["AI"], anns_field="sparse_vector", limit=3, output_fields=["year"], ranker=fn
-    )
+    without = client.search("docs", data=["AI"], anns_field="sparse_vector", limit=3, output_fields=["year"], ranker=fn)
     assert all(set(h["entity"]) == {"year"} for h in without[0])
-    none = milvus.search("docs", data=["AI"], anns_field="sparse_vector", limit=3, ranker=fn)
+    none = client.search("docs", data=["AI"], anns_field="sparse_vector", limit=3, ranker=fn)
     assert all(h["entity"] == {} for h in none[0])
     # the text was still fetched and sent for reranking
     assert all(
         r.body["documents"] and all(isinstance(d, str) and d for d in r.body["documents"])
         for r in rerank_requests(server)
     )
-    star = milvus.search(
-        "docs", data=["AI"], anns_field="sparse_vector", limit=2, output_fields=["*"], ranker=fn
-    )
+    star = client.search("docs", data=["AI"], anns_field="sparse_vector", limit=2, output_fields=["*"], ranker=fn)
     assert "document" in star[0][0]["entity"] and "year" in star[0][0]["entity"]
 
 
-def test_empty_collection_makes_no_call(milvus: MilvusClient, server: RerankServer) -> None:
-    res = milvus.search(
+def test_empty_collection_makes_no_call(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
+    res = client.search(
         "empty",
         data=["AI", "energy"],
         anns_field="sparse_vector",
@@ -230,8 +226,8 @@ def test_empty_collection_makes_no_call(milvus: MilvusClient, server: RerankServ
     assert rerank_requests(server) == []
 
 
-def test_query_with_no_hits_makes_no_call(milvus: MilvusClient, server: RerankServer) -> None:
-    res = milvus.search(
+def test_query_with_no_hits_makes_no_call(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
+    res = client.search(
         "docs",
         data=["AI", "energy"],
         anns_field="sparse_vector",
@@ -241,7 +237,7 @@ def test_query_with_no_hits_makes_no_call(milvus: MilvusClient, server: RerankSe
     )
     assert all(h["id"] > 8 for h in res[0])
     assert {r.body["query"] for r in rerank_requests(server)} <= {"AI", "energy"}
-    empty = milvus.search(
+    empty = client.search(
         "docs",
         data=["AI", "zzzz"],
         anns_field="sparse_vector",
@@ -252,9 +248,9 @@ def test_query_with_no_hits_makes_no_call(milvus: MilvusClient, server: RerankSe
     assert "zzzz" not in {r.body["query"] for r in rerank_requests(server)}
 
 
-def test_empty_document_is_sent_as_is(milvus: MilvusClient, server: RerankServer) -> None:
+def test_empty_document_is_sent_as_is(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     last = len(CORPUS) - 1
-    res = milvus.search(
+    res = client.search(
         "docs",
         data=["AI"],
         anns_field="dense_vector",
@@ -267,9 +263,9 @@ def test_empty_document_is_sent_as_is(milvus: MilvusClient, server: RerankServer
     assert rerank_requests(server)[0].body["documents"] == [""]
 
 
-def test_group_by_is_refused(milvus: MilvusClient, server: RerankServer) -> None:
+def test_group_by_is_refused(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     with pytest.raises(RerankParamError, match="group_by_field"):
-        milvus.search(
+        client.search(
             "docs",
             data=["AI"],
             anns_field="dense_vector",
@@ -289,7 +285,7 @@ def test_group_by_is_refused(milvus: MilvusClient, server: RerankServer) -> None
     ],
 )
 def test_field_validation_through_the_client(
-    milvus: MilvusClient, server: RerankServer, fields: list[str], substring: str
+    client: Any, milvus: MilvusClient, server: RerankServer, fields: list[str], substring: str
 ) -> None:
     fn = Function(
         name="r",
@@ -298,16 +294,16 @@ def test_field_validation_through_the_client(
         params={"reranker": "model", "provider": "vllm", "endpoint": server.endpoint, "queries": ["AI"]},
     )
     with pytest.raises(RerankParamError) as caught:
-        milvus.search("docs", data=["AI"], anns_field="sparse_vector", limit=3, ranker=fn)
+        client.search("docs", data=["AI"], anns_field="sparse_vector", limit=3, ranker=fn)
     assert substring in str(caught.value)
     assert server.requests == []
 
 
-def test_service_errors_surface_as_milvus_exceptions(milvus: MilvusClient) -> None:
+def test_service_errors_surface_as_milvus_exceptions(client: Any, milvus: MilvusClient) -> None:
     with RerankServer() as srv:
         endpoint = srv.endpoint
     with pytest.raises(RerankServiceError, match="call service failed") as caught:
-        milvus.search(
+        client.search(
             "docs",
             data=["AI"],
             anns_field="sparse_vector",
@@ -317,7 +313,7 @@ def test_service_errors_surface_as_milvus_exceptions(milvus: MilvusClient) -> No
     assert isinstance(caught.value, pymilvus.MilvusException)
 
 
-def test_other_rankers_go_to_the_server_untouched(milvus: MilvusClient, server: RerankServer) -> None:
+def test_other_rankers_go_to_the_server_untouched(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     reqs = [AnnSearchRequest(["AI"], "dense_vector", {}, 5), AnnSearchRequest(["AI"], "sparse_vector", {}, 5)]
     for ranker in (
         RRFRanker(60),
@@ -328,15 +324,15 @@ def test_other_rankers_go_to_the_server_untouched(milvus: MilvusClient, server: 
             params={"reranker": "rrf", "k": 60},
         ),
     ):
-        ours = milvus.hybrid_search("docs", reqs, ranker=ranker, limit=5)
+        ours = client.hybrid_search("docs", reqs, ranker=ranker, limit=5)
         theirs = pymilvus.MilvusClient.hybrid_search(milvus, "docs", reqs, ranker, limit=5)
         assert [list(h.ids) for h in ours] == [list(h.ids) for h in theirs]
     assert server.requests == [] or all(not r.path.endswith("rerank") for r in server.requests)
 
 
-def test_nq_many_with_batches_in_flight(milvus: MilvusClient, server: RerankServer) -> None:
+def test_nq_many_with_batches_in_flight(client: Any, milvus: MilvusClient, server: RerankServer) -> None:
     queries = ["AI", "energy", "dogs", "Python", "research progress"]
-    res = milvus.search(
+    res = client.search(
         "docs",
         data=queries,
         anns_field="sparse_vector",
