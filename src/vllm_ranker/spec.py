@@ -17,7 +17,7 @@ from pymilvus import DataType, Function, FunctionType
 from . import values
 from .errors import RerankParamError
 from .providers import PROVIDERS, Provider, Target
-from .secrets import Secret
+from .redaction import Secret
 
 RERANKER_KINDS = ("decay", "model", "rrf", "weighted", "boost")
 BATCH_KEYS = ("max_client_batch_size", "max_batch", "maxbatch")
@@ -229,7 +229,8 @@ def _model(provider: Provider, params: Mapping[str, Any]) -> str | None:
     model = str(raw).strip() if raw is not None else ""
     if not model and provider.model_required:
         raise RerankParamError(
-            f"rerank function lost params model_name: provider {provider.name} needs params['model_name']"
+            f"{provider.name} rerank model name is required (rerank function lost params model_name): "
+            f"provider {provider.name} needs params['model_name']"
             + (f", e.g. '{provider.model_hint}'" if provider.model_hint else "")
         )
     return model or None

@@ -25,7 +25,7 @@ from .engine import Batch
 from .errors import RerankServiceError, RerankTimeout
 from .providers import MalformedAnswer, Target
 from .providers.base import error_message
-from .secrets import redact
+from .redaction import redact
 from .spec import RerankSpec
 from .stats import RerankStats
 
@@ -143,22 +143,23 @@ def exchange(
 
 def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats: RerankStats) -> list[float]:
     where = f"call service failed: {spec.provider.name} at {redact(target.url)}"
+    # Errors are raised outside the ``except`` blocks: the decoder's and parser's exceptions hold the body,
+    # which may echo the key, and would otherwise stay reachable as ``__context__``.
+    problem: str | None = None
+    answer: Any = None
     try:
         answer = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
-        raise RerankServiceError(
-            f"{where} answered HTTP {reply.status} with a body that is not JSON: {_snippet(reply.body)}",
-            status=reply.status,
-            kind="malformed",
-        ) from None
-    try:
-        scores = spec.provider.parse_scores(answer, n_docs)
-    except MalformedAnswer as exc:
-        raise RerankServiceError(
-            f"{where} answered with a malformed {spec.provider.name} rerank response: {exc}",
-            status=reply.status,
-            kind="malformed",
-        ) from None
+        problem = f"answered HTTP {reply.status} with a body that is not JSON: {_snippet(reply.body)}"
+    scores: list[float] = []
+    if problem is None:
+        try:
+            scores = spec.provider.parse_scores(answer, n_docs)
+        except MalformedAnswer as exc:
+            problem = f"answered with a malformed {spec.provider.name} rerank response: {exc}"
+    if problem is not None:
+        raise RerankServiceError(redact(f"{where} {problem}", [spec.api_key]), status=reply.status,
+                                 kind="malformed")
     usage = answer.get("usage") if isinstance(answer, dict) else None
     if isinstance(usage, dict):
         tokens = usage.get("prompt_tokens", usage.get("total_tokens"))

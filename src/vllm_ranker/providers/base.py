@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import values
+from ..redaction import redact
 
 Json = Any
 
@@ -79,6 +80,9 @@ class Target:
     url: str
     model: str | None
     options: Mapping[str, Any] = field(default_factory=dict)  # wire name -> parsed value
+
+    def __repr__(self) -> str:  # an endpoint may carry ``user:password@``: never show it
+        return f"Target(url={redact(self.url)!r}, model={self.model!r}, options={dict(self.options)!r})"
 
 
 @dataclass(frozen=True, slots=True)
