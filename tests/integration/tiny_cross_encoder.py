@@ -29,11 +29,12 @@ MAX_POSITIONS = 128
 SEED = 1234
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = (
-    "the a an of to in is are was and or for on with as by at from that this it be not what which "
-    "who where when how capital city country france paris brazil brasilia germany berlin horse "
-    "horses animal animals river rivers run runs milvus vector search rerank query document"
-).split()
+_WORD_TEXT = """
+the a an of to in is are was and or for on with as by at from that this it be not what which who
+where when how capital city country france paris brazil brasilia germany berlin horse horses
+animal animals river rivers run runs milvus vector search rerank query document
+"""
+WORDS = _WORD_TEXT.split()
 
 
 def vocabulary() -> list[str]:

@@ -75,9 +75,7 @@ def test_each_milvus_message(params: dict[str, Any], fields: list[str] | None, s
         parse(params, fields)
     assert substring in str(caught.value)
     assert isinstance(caught.value, MilvusException)
-    assert ": " in str(caught.value).split(substring, 1)[1] or "give" in str(
-        caught.value
-    )  # says what to change
+    assert ": " in str(caught.value).split(substring, 1)[1] or "give" in str(caught.value)  # says what to change
 
 
 def test_validation_order_is_milvus_order() -> None:
@@ -154,9 +152,7 @@ def test_queries_resolution() -> None:
     with pytest.raises(RerankParamError, match="rerank function lost params queries"):
         spec.queries_for(1, [[0.1, 0.2]])
     spec = parse(dict(BASE, queries=["one"]))
-    with pytest.raises(
-        RerankParamError, match=r"nq must equal to queries size, but got nq \[2\], queries size \[1\]"
-    ):
+    with pytest.raises(RerankParamError, match=r"nq must equal to queries size, but got nq \[2\], queries size \[1\]"):
         spec.queries_for(2, None)
 
 

@@ -41,9 +41,7 @@ def rerank(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "sync":
         transport = SyncTransport(client_limit=16)
 
-        def run(
-            spec: RerankSpec, queries: list[str], docs: list[list[str]]
-        ) -> tuple[list[list[float]], RerankStats]:
+        def run(spec: RerankSpec, queries: list[str], docs: list[list[str]]) -> tuple[list[list[float]], RerankStats]:
             cands = [[Candidate(i, d, {}) for i, d in enumerate(ds)] for ds in docs]
             batches = plan_batches(queries, cands, spec.batch_size)
             stats = RerankStats()
@@ -55,9 +53,7 @@ def rerank(request: pytest.FixtureRequest) -> Iterator[Any]:
         loop = asyncio.new_event_loop()
         atransport = AsyncTransport(client_limit=16)
 
-        def run(
-            spec: RerankSpec, queries: list[str], docs: list[list[str]]
-        ) -> tuple[list[list[float]], RerankStats]:
+        def run(spec: RerankSpec, queries: list[str], docs: list[list[str]]) -> tuple[list[list[float]], RerankStats]:
             cands = [[Candidate(i, d, {}) for i, d in enumerate(ds)] for ds in docs]
             batches = plan_batches(queries, cands, spec.batch_size)
             stats = RerankStats()
@@ -73,9 +69,7 @@ DOCS = [f"document number {i} about topic {i % 3}" for i in range(10)]
 
 
 def test_exact_request(server: RerankServer, rerank: Any) -> None:
-    spec = make_spec(
-        server.endpoint + "/v1/rerank", truncate_prompt_tokens="256", model_name="BAAI/bge-reranker-base"
-    )
+    spec = make_spec(server.endpoint + "/v1/rerank", truncate_prompt_tokens="256", model_name="BAAI/bge-reranker-base")
     scores, _ = rerank(spec, ["topic 1"], [DOCS[:3]])
     (req,) = server.requests
     assert (req.method, req.path) == ("POST", "/v1/rerank")
@@ -124,27 +118,15 @@ def test_concurrency_is_bounded(rerank: Any) -> None:
             ["call service failed", "sent 2 documents, got 1 results", "missing index [1]"],
         ),
         (
-            Reply(
-                json_body={
-                    "results": [{"index": 0, "relevance_score": 0.5}, {"index": 0, "relevance_score": 0.4}]
-                }
-            ),
+            Reply(json_body={"results": [{"index": 0, "relevance_score": 0.5}, {"index": 0, "relevance_score": 0.4}]}),
             ["duplicate index [0]"],
         ),
         (
-            Reply(
-                json_body={
-                    "results": [{"index": 0, "relevance_score": 0.5}, {"index": 7, "relevance_score": 0.4}]
-                }
-            ),
+            Reply(json_body={"results": [{"index": 0, "relevance_score": 0.5}, {"index": 7, "relevance_score": 0.4}]}),
             ["index out of range [7]", "missing index [1]"],
         ),
         (
-            Reply(
-                json_body={
-                    "results": [{"index": 0, "relevance_score": "high"}, {"index": 1, "relevance_score": 1}]
-                }
-            ),
+            Reply(json_body={"results": [{"index": 0, "relevance_score": "high"}, {"index": 1, "relevance_score": 1}]}),
             ["not a number"],
         ),
         (
@@ -152,9 +134,7 @@ def test_concurrency_is_bounded(rerank: Any) -> None:
             ["not JSON", "Bad Gateway"],
         ),
         (
-            Reply(
-                400, {"error": {"message": "maximum context length is 512 tokens", "type": "BadRequestError"}}
-            ),
+            Reply(400, {"error": {"message": "maximum context length is 512 tokens", "type": "BadRequestError"}}),
             ["call service failed", "HTTP 400", "maximum context length is 512 tokens"],
         ),
         (
@@ -163,9 +143,7 @@ def test_concurrency_is_bounded(rerank: Any) -> None:
         ),
     ],
 )
-def test_bad_answers_are_clear_errors(
-    server: RerankServer, rerank: Any, reply: Reply, pieces: list[str]
-) -> None:
+def test_bad_answers_are_clear_errors(server: RerankServer, rerank: Any, reply: Reply, pieces: list[str]) -> None:
     server.script.append(reply)
     with pytest.raises(RerankServiceError) as caught:
         rerank(make_spec(server.endpoint), ["q"], [["a", "b"]])
@@ -184,9 +162,7 @@ def test_5xx_is_retried_then_reported(server: RerankServer, rerank: Any) -> None
 
 
 def test_503_then_success(server: RerankServer, rerank: Any) -> None:
-    server.script.extend(
-        [Reply(503, {"error": {"message": "busy"}}), Reply(429, {}, headers={"Retry-After": "0"})]
-    )
+    server.script.extend([Reply(503, {"error": {"message": "busy"}}), Reply(429, {}, headers={"Retry-After": "0"})])
     scores, stats = rerank(make_spec(server.endpoint), ["q"], [["a q"]])
     assert scores == [[overlap_score("q", "a q")]]
     assert stats.retries == 2 and stats.requests == 3
