@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -639,7 +640,10 @@ class ManagedVLLM:
             # Local weights: never try to reach the hub (it may be unreachable, and
             # transformers would otherwise wait on network timeouts).
             env["HF_HUB_OFFLINE"] = "1"
-        if not self.detach:
+        # Linux delivers the parent-death signal when the *thread* that started the
+        # child exits, so only ask for it from the main thread (which lives as long
+        # as the process); a server launched from a worker thread must not die with it.
+        if not self.detach and threading.current_thread() is threading.main_thread():
             env["VLLM_RANKER_PARENT_PID"] = str(os.getpid())
         env.update(self.extra_env)
         return env

