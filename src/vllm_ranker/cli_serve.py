@@ -120,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         err.print(
             f"[bold yellow]Warning:[/] binding to {escape(args.host)} makes the vLLM server reachable "
-            "from other machines, and it has no authentication. Prefer 127.0.0.1, or pass "
-            "`-- --api-key KEY` and firewall the port."
+            "from other machines, and it has no authentication. Prefer 127.0.0.1, or set "
+            "VLLM_API_KEY in the environment (vLLM then requires it as a bearer token; unlike "
+            "`-- --api-key` it does not show up in `ps`) and firewall the port."
         )
 
     if port != 0:

@@ -625,12 +625,12 @@ class ManagedVLLM:
 
     def environment(self) -> dict[str, str]:
         """Environment for the server process: the caller's, plus what vLLM on CPU needs."""
+        install = self._install = self._install or probe_vllm(self.venv)
         env = _clean_child_env()
-        assert self._install is not None
-        env["PATH"] = os.pathsep.join([str(self._install.python.parent), env.get("PATH", "")])
-        env["VIRTUAL_ENV"] = str(self._install.venv)
+        env["PATH"] = os.pathsep.join([str(install.python.parent), env.get("PATH", "")])
+        env["VIRTUAL_ENV"] = str(install.venv)
         # Without it vLLM on CPU reserves ~92% of RAM for the KV cache and may refuse
-        # to start; rerankers and embedders need very little (GiB).
+        # to start; rerankers and embedders need very little (the value is in GiB).
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         # vLLM otherwise picks its OpenMP cores itself and used one core here.
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind_list())

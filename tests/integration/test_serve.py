@@ -46,7 +46,6 @@ from vllm_ranker.managed_vllm import (  # noqa: E402
     server_process_alive,
 )
 
-pytestmark = pytest.mark.vllm
 __all__ = ["minilm_server", "tiny_cross_encoder_dir", "vllm_install"]  # fixtures used below
 
 SRC = HERE.parents[1] / "src"
@@ -147,6 +146,7 @@ def test_stop_without_server_is_harmless(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.vllm
 def test_minilm_server_is_healthy(minilm_server: ManagedVLLM) -> None:
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", minilm_server.endpoint)
     assert httpx.get(minilm_server.endpoint + "/health", timeout=10).status_code == 200
@@ -154,6 +154,7 @@ def test_minilm_server_is_healthy(minilm_server: ManagedVLLM) -> None:
     assert [m["id"] for m in models["data"]] == [MINILM_NAME]
 
 
+@pytest.mark.vllm
 @pytest.mark.parametrize("route", ["/v1/rerank", "/rerank", "/v2/rerank"])
 def test_rerank_puts_paris_first(minilm_server: ManagedVLLM, route: str) -> None:
     reply = httpx.post(
@@ -170,6 +171,7 @@ def test_rerank_puts_paris_first(minilm_server: ManagedVLLM, route: str) -> None
     assert scores[0] > 0.8 and 0.3 < scores[1] < 0.5 and scores[2] < 0.15
 
 
+@pytest.mark.vllm
 def test_embeddings_are_384_dimensional(minilm_server: ManagedVLLM) -> None:
     reply = httpx.post(
         minilm_server.endpoint + "/v1/embeddings",
@@ -181,6 +183,7 @@ def test_embeddings_are_384_dimensional(minilm_server: ManagedVLLM) -> None:
     assert [len(v) for v in vectors] == [384, 384]
 
 
+@pytest.mark.vllm
 def test_vllm_errors_are_openai_shaped(minilm_server: ManagedVLLM) -> None:
     reply = httpx.post(
         minilm_server.endpoint + "/v1/rerank",
@@ -191,6 +194,7 @@ def test_vllm_errors_are_openai_shaped(minilm_server: ManagedVLLM) -> None:
     assert reply.json()["error"]["message"]
 
 
+@pytest.mark.vllm
 def test_ensure_server_reuses_a_healthy_server(minilm_server: ManagedVLLM) -> None:
     install = require_vllm()
     reused = ensure_server(port=minilm_server.port, venv=install.venv)
@@ -203,11 +207,13 @@ def test_ensure_server_reuses_a_healthy_server(minilm_server: ManagedVLLM) -> No
         ensure_server(port=minilm_server.port, venv=install.venv, served_model_name="another-model")
 
 
+@pytest.mark.vllm
 def test_busy_port_is_refused_before_starting(minilm_server: ManagedVLLM, tmp_path: Path) -> None:
     with pytest.raises(VLLMStartError, match="already in use"):
         ManagedVLLM(port=minilm_server.port, venv=require_vllm().venv, log_file=tmp_path / "x.log").launch()
 
 
+@pytest.mark.vllm
 def test_start_timeout_shows_the_log_and_cleans_up(vllm_install: VLLMInstall, tmp_path: Path) -> None:
     server = ManagedVLLM(port=0, venv=vllm_install.venv, log_file=tmp_path / "slow.log")
     with pytest.raises(VLLMStartError, match=r"did not answer .*/health within 3 s") as caught:
@@ -265,6 +271,7 @@ def served_cross_encoder(
             os.killpg(pid, signal.SIGKILL)
 
 
+@pytest.mark.vllm
 def test_serve_detach_prints_endpoint_and_writes_pid_file(served_cross_encoder: Served) -> None:
     served = served_cross_encoder
     assert f"{served.endpoint}/v1/rerank" in served.stdout
@@ -275,6 +282,7 @@ def test_serve_detach_prints_endpoint_and_writes_pid_file(served_cross_encoder: 
     assert is_healthy(served.endpoint)
 
 
+@pytest.mark.vllm
 def test_serve_refuses_a_second_server_on_the_same_port(
     served_cross_encoder: Served, vllm_install: VLLMInstall
 ) -> None:
@@ -284,6 +292,7 @@ def test_serve_refuses_a_second_server_on_the_same_port(
     assert "already runs on port" in done.stderr
 
 
+@pytest.mark.vllm
 def test_cross_encoder_scores_every_document(served_cross_encoder: Served) -> None:
     reply = httpx.post(
         served_cross_encoder.endpoint + "/v1/rerank",
@@ -298,6 +307,7 @@ def test_cross_encoder_scores_every_document(served_cross_encoder: Served) -> No
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.vllm
 def test_cross_encoder_truncation(served_cross_encoder: Served) -> None:
     # The tiny model has 128 positions; this document alone is ~240 tokens.
     long_document = " ".join(["the river runs to the city"] * 40)
@@ -317,6 +327,7 @@ def test_cross_encoder_truncation(served_cross_encoder: Served) -> None:
     assert "greater than max_model_len" in over_limit.json()["error"]["message"]
 
 
+@pytest.mark.vllm
 def test_serve_stop_stops_the_detached_server(served_cross_encoder: Served) -> None:
     served = served_cross_encoder
     done = cli("--stop", "--port", str(served.port), state_dir=served.state_dir)
@@ -327,6 +338,7 @@ def test_serve_stop_stops_the_detached_server(served_cross_encoder: Served) -> N
     assert not port_in_use("127.0.0.1", served.port)
 
 
+@pytest.mark.vllm
 def test_ctrl_c_stops_a_starting_server(vllm_install: VLLMInstall, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "vllm_ranker.cli_serve", "serve", "--port", "0"]
     command += ["--vllm-venv", str(vllm_install.venv)]
