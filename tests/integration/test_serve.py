@@ -20,20 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the helpers live next to this file, not in a package
-    sys.path.insert(0, str(HERE))
-
-from vllm_server import (  # noqa: E402
-    CROSS_ENCODER_NAME,
-    MINILM_NAME,
-    minilm_server,
-    require_vllm,
-    tiny_cross_encoder_dir,
-    vllm_install,
-)
-
-from vllm_ranker.managed_vllm import (  # noqa: E402
+from tests.integration.vllm_server import CROSS_ENCODER_NAME, MINILM_NAME, require_vllm
+from vllm_ranker.managed_vllm import (
     ManagedVLLM,
     VLLMInstall,
     VLLMStartError,
@@ -46,9 +34,7 @@ from vllm_ranker.managed_vllm import (  # noqa: E402
     server_process_alive,
 )
 
-__all__ = ["minilm_server", "tiny_cross_encoder_dir", "vllm_install"]  # fixtures used below
-
-SRC = HERE.parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 QUERY = "What is the capital of France?"
 DOCS = ["Horses are animals.", "Paris is the capital of France.", "Brasilia is the capital of Brazil."]
 

