@@ -15,29 +15,11 @@ Auth: ``Authorization: Bearer <key>``, required: the ``credential`` param, else
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from .base import Json, MalformedAnswer, Provider, Target, api_url, int_option, scores_by_index
+from .base import Provider, int_option
+from .cohere_shape import CohereShape
 
 DEFAULT_URL = "https://api.siliconflow.cn/v1/rerank"
-API_PATH = "/v1/rerank"
-
-
-def build_url(endpoint: str, _model: str | None) -> str:
-    return api_url(endpoint, API_PATH)
-
-
-def build_body(target: Target, query: str, documents: Sequence[str]) -> Json:
-    body: dict[str, Any] = {"model": target.model, "query": query, "documents": list(documents)}
-    body.update(target.options)
-    return body
-
-
-def parse_scores(answer: Json, n_docs: int) -> list[float]:
-    if not isinstance(answer, dict) or "results" not in answer:
-        raise MalformedAnswer("expected a JSON object with `results`")
-    return scores_by_index(answer["results"], n_docs, score_key="relevance_score", container="results")
+SHAPE = CohereShape(api_path="/v1/rerank", container="results")
 
 
 PROVIDER = Provider(
@@ -61,8 +43,8 @@ PROVIDER = Provider(
             hint="give a whole number of tokens shared by adjacent chunks (SiliconFlow allows up to 80), e.g. 80",
         ),
     ),
-    build_url=build_url,
-    build_body=build_body,
-    parse_scores=parse_scores,
+    build_url=SHAPE.build_url,
+    build_body=SHAPE.build_body,
+    parse_scores=SHAPE.parse_scores,
     model_hint="BAAI/bge-reranker-v2-m3",
 )
