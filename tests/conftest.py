@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +16,7 @@ import pytest
 
 from vllm_ranker import AsyncMilvusClient, DataType, Function, FunctionType, MilvusClient
 from vllm_ranker.testing import RerankServer
+from vllm_ranker.text_collection import add_text_fields, text_index_params
 
 DIM = 16
 CORPUS = [
@@ -49,40 +55,15 @@ def rerank_function(endpoint: str, queries: list[str] | None = None, **params: A
 def create_docs_collection(client: MilvusClient, name: str, endpoint: str, rows: list[str]) -> None:
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("document", DataType.VARCHAR, max_length=4000, enable_analyzer=True)
     schema.add_field("category", DataType.VARCHAR, max_length=32)
     schema.add_field("note", DataType.VARCHAR, max_length=32, nullable=True)
     schema.add_field("year", DataType.INT64)
-    schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=["document"],
-            output_field_names=["sparse_vector"],
-        )
+    # Milvus Lite's TEXTEMBEDDING pointed at the loopback /v1/embeddings, so that text queries work on the dense
+    # field exactly as in the seed document.
+    add_text_fields(
+        schema, embeddings_url=endpoint + "/v1", model="loopback", dim=DIM, max_length=4000, send_dimensions=True
     )
-    # Milvus Lite's TEXTEMBEDDING (openai provider) pointed at the loopback /v1/embeddings, so that text
-    # queries work on the dense field exactly as in the seed document.
-    schema.add_function(
-        Function(
-            name="embed",
-            function_type=FunctionType.TEXTEMBEDDING,
-            input_field_names=["document"],
-            output_field_names=["dense_vector"],
-            params={
-                "provider": "openai",
-                "model_name": "loopback",
-                "api_key": "unused",
-                "base_url": endpoint + "/v1",
-                "dimensions": DIM,
-            },
-        )
-    )
-    index = client.prepare_index_params()
-    index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
-    index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    index = text_index_params(client, dense_index="FLAT")
     client.create_collection(name, schema=schema, index_params=index)
     if rows:
         client.insert(
@@ -122,6 +103,49 @@ def milvus(tmp_path_factory: pytest.TempPathFactory, server: RerankServer) -> It
     create_docs_collection(client, "empty", server.endpoint, [])
     yield client
     client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``milvus-lite server`` process on loopback (a cluster's gRPC protocol); yields its URI.
+    Shared by the remote-path tests (tests/milvus) and the load tests (tests/load)."""
+    exe = Path(sys.executable).with_name("milvus-lite")
+    command = [str(exe) if exe.exists() else shutil.which("milvus-lite") or "milvus-lite"]
+    port = _free_port()
+    data = tmp_path_factory.mktemp("milvus-server")
+    log = (data / "server.log").open("wb")
+    process = subprocess.Popen(
+        [*command, "server", "--data-dir", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"milvus-lite server exited: {(data / 'server.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("milvus-lite server did not listen within 60 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
 
 
 def rerank_requests(srv: RerankServer) -> list[Any]:

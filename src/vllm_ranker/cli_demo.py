@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient
 from .demo_corpus import stdlib_docs
+from .text_collection import add_text_fields, text_index_params
 
 COLLECTION = "python_docs"
 DEFAULT_QUERIES = ("How do I parse command line arguments?", "Read a gzip compressed file")
@@ -96,31 +97,8 @@ def _build_collection(console: Console, client: MilvusClient, endpoint: str, mod
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("title", DataType.VARCHAR, max_length=512)
-    schema.add_field("document", DataType.VARCHAR, max_length=4096, enable_analyzer=True)
-    schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=["document"],
-            output_field_names=["sparse_vector"],
-        )
-    )
-    # Milvus's own TEXTEMBEDDING function, pointed at vLLM's OpenAI-compatible /v1/embeddings: Milvus embeds at
-    # insert and at search time, so `search(data=["some text"], anns_field="dense_vector")` works as in the seed.
-    schema.add_function(
-        Function(
-            name="embed",
-            function_type=FunctionType.TEXTEMBEDDING,
-            input_field_names=["document"],
-            output_field_names=["dense_vector"],
-            params={"provider": "openai", "model_name": model, "api_key": "unused", "base_url": f"{endpoint}/v1"},
-        )
-    )
-    index = client.prepare_index_params()
-    index.add_index("dense_vector", index_type="HNSW", metric_type="COSINE")
-    index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    add_text_fields(schema, embeddings_url=f"{endpoint}/v1", model=model, dim=dim)
+    index = text_index_params(client)
     client.create_collection(COLLECTION, schema=schema, index_params=index)
     columns = (
         TextColumn("{task.description}"),

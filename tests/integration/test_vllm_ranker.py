@@ -15,7 +15,8 @@ import pymilvus
 import pytest
 
 from tests.conftest import CORPUS, rerank_function
-from vllm_ranker import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RerankServiceError
+from vllm_ranker import AnnSearchRequest, DataType, MilvusClient, RerankServiceError
+from vllm_ranker.text_collection import add_text_fields, text_index_params
 
 DOCS = [d for d in CORPUS if d]
 QUERIES = ["AI Research Progress", "What is AI"]
@@ -43,34 +44,8 @@ def real(minilm_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     client = MilvusClient(uri=str(tmp_path_factory.mktemp("real") / "real.db"))
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("document", DataType.VARCHAR, max_length=4000, enable_analyzer=True)
-    schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=["document"],
-            output_field_names=["sparse_vector"],
-        )
-    )
-    schema.add_function(
-        Function(
-            name="embed",
-            function_type=FunctionType.TEXTEMBEDDING,
-            input_field_names=["document"],
-            output_field_names=["dense_vector"],
-            params={
-                "provider": "openai",
-                "model_name": minilm_server.model_name,
-                "api_key": "unused",
-                "base_url": f"{endpoint}/v1",
-            },
-        )
-    )
-    index = client.prepare_index_params()
-    index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
-    index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    add_text_fields(schema, embeddings_url=f"{endpoint}/v1", model=minilm_server.model_name, dim=dim, max_length=4000)
+    index = text_index_params(client, dense_index="FLAT")
     client.create_collection("docs", schema=schema, index_params=index)
     client.insert("docs", [{"id": i, "document": d} for i, d in enumerate(DOCS)])
     client.flush("docs")
