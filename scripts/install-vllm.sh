@@ -66,7 +66,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
-pip=("$vpy" -m pip --disable-pip-version-check)
+# -q: a fresh install prints thousands of lines; our own [install-vllm] lines say what is happening.
+pip=("$vpy" -m pip --disable-pip-version-check -q)
 
 vllm_works() { "$vpy" -c 'import vllm' >/dev/null 2>&1; }
 
