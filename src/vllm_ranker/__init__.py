@@ -8,7 +8,6 @@ from __future__ import annotations
 from pymilvus import (
     AnnSearchRequest,
     DataType,
-    Function,
     FunctionType,
     MilvusException,
     RRFRanker,
@@ -17,6 +16,7 @@ from pymilvus import (
 
 from .async_milvus import AsyncMilvusClient
 from .errors import RerankError, RerankParamError, RerankServiceError, RerankTimeout
+from .function import Function  # pymilvus's, with API keys masked in its repr
 from .milvus import MilvusClient
 from .spec import RerankSpec, is_model_ranker, parse_ranker
 from .stats import RerankStats

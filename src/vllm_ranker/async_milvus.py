@@ -13,7 +13,9 @@ from typing import Any
 import pymilvus
 from pymilvus import AnnSearchRequest
 
+from .errors import RerankServiceError
 from .flow import Describe, Flow, Rerank, SchemaCache, Searches, hybrid_flow, search_flow
+from .score_cache import DEFAULT_CACHE_SIZE, ScoreCache
 from .spec import is_model_ranker
 from .transport import DEFAULT_CLIENT_LIMIT, AsyncTransport
 
@@ -29,9 +31,11 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
         timeout: float | None = None,
         *,
         rerank_client_limit: int = DEFAULT_CLIENT_LIMIT,
+        rerank_cache_size: int = DEFAULT_CACHE_SIZE,
         **kwargs: Any,
     ) -> None:
         self._schemas = SchemaCache()
+        self._scores = ScoreCache(rerank_cache_size)  # used by Functions with params['cache'] true
         self._transport: AsyncTransport | None = None
         self._rerank_client_limit = rerank_client_limit
         super().__init__(
@@ -66,7 +70,7 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
             kwargs, data=data, filter=filter, limit=limit, output_fields=output_fields, search_params=search_params,
             timeout=timeout, partition_names=partition_names, anns_field=anns_field,
         )
-        return await self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs))
+        return await self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs, self._scores))
 
     async def hybrid_search(
         self,
@@ -84,7 +88,7 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
                 collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
             )
         common = dict(kwargs, output_fields=output_fields, timeout=timeout, partition_names=partition_names)
-        return await self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common))
+        return await self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common, self._scores))
 
     async def _run(self, flow: Flow) -> Any:
         reply: Any = None
@@ -99,7 +103,10 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
                 plain = super().search
                 reply = list(await asyncio.gather(*(plain(**call) for call in step.calls)))
             elif isinstance(step, Rerank):
-                reply = await self._http().rerank(step.spec, step.batches, step.stats)
+                try:
+                    reply = await self._http().rerank(step.spec, step.batches, step.stats)
+                except RerankServiceError as failed:  # the flow raises it, or falls back (on_failure)
+                    reply = failed
             else:  # pragma: no cover - the flow yields nothing else
                 raise TypeError(step)
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("serve", "demo")
+SUBCOMMANDS = ("serve", "demo", "ingest", "eval", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ class Candidate:
     pk: Any
     text: str
     entity: dict[str, Any]
+    distance: float = 0.0  # the first-stage score, returned as it is when on_failure=passthrough falls back
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,10 @@ class _Texts(Sequence[str]):
 
 def order_hits(candidates: Sequence[Candidate], scores: Sequence[float]) -> list[ScoredHit]:
     """Model score as float32 (what Milvus returns), descending; ties by primary key ascending."""
-    scored = [
-        ScoredHit(c.pk, float(np.float32(s)), c.entity) for c, s in zip(candidates, scores, strict=True)
-    ]
+    with np.errstate(over="ignore"):  # a score beyond float32 is +/-inf (README), not a RuntimeWarning
+        scored = [
+            ScoredHit(c.pk, float(np.float32(s)), c.entity) for c, s in zip(candidates, scores, strict=True)
+        ]
     scored.sort(key=lambda h: (-h.distance, h.pk))
     return scored
 

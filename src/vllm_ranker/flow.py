@@ -7,6 +7,8 @@ blocking or awaiting. Everything else (validation, candidates, ordering, paginat
 
 from __future__ import annotations
 
+import logging
+import numbers
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -15,19 +17,22 @@ from typing import Any
 
 from pymilvus import AnnSearchRequest, Function
 
+from . import metrics
 from .engine import (
     Batch,
     Candidate,
     ScoredHit,
     order_hits,
-    page,
     plan_batches,
     round_distances,
     scatter,
     union_by_pk,
 )
-from .errors import RerankParamError
+from .errors import RerankParamError, RerankServiceError
+from .redaction import redact
 from .results import make_result
+from .score_cache import ScoreCache, document_digest, scope_digest
+from .scores import at_least, normalize
 from .spec import CollectionInfo, RerankSpec, parse_ranker
 from .stats import RerankStats
 
@@ -46,10 +51,15 @@ class Searches:
 
 @dataclass(frozen=True, slots=True)
 class Rerank:
+    """Answered with one list of scores per batch, or with the ``RerankServiceError`` that ended the rerank
+    (the flow decides: raise it, or fall back when ``on_failure`` is passthrough)."""
+
     spec: RerankSpec
     batches: Sequence[Batch]
     stats: RerankStats
 
+
+log = logging.getLogger(__name__)
 
 Step = Describe | Searches | Rerank
 Flow = Generator[Step, Any, Any]
@@ -117,7 +127,13 @@ def _candidates(
             entity.pop(text_field, None)
         if not output_fields:
             entity = {}
-        out.append(Candidate(hit[info.pk_name], "" if text is None else str(text), entity))
+        distance = hit.get("distance")
+        out.append(
+            Candidate(
+                hit[info.pk_name], "" if text is None else str(text), entity,
+                float(distance) if isinstance(distance, (int, float)) else 0.0,
+            )
+        )
     return out
 
 
@@ -130,21 +146,117 @@ def _refuse_grouping(kwargs: Mapping[str, Any]) -> None:
 
 
 def _rerank(
-    spec: RerankSpec, queries: Sequence[str], candidates: list[list[Candidate]], stats: RerankStats
-) -> Generator[Step, Any, list[list[float]]]:
-    batches = plan_batches(queries, candidates, spec.batch_size)
-    stats.candidates = sum(len(c) for c in candidates)
-    stats.batches = len(batches)
+    spec: RerankSpec,
+    queries: Sequence[str],
+    candidates: list[list[Candidate]],
+    stats: RerankStats,
+    score_cache: ScoreCache | None,
+) -> Generator[Step, Any, list[list[float]] | None]:
+    """Every candidate's model score, per query; None when the service failed and ``on_failure`` is
+    passthrough (the caller then returns the first-stage order). Only cache misses are sent."""
     started = time.perf_counter()
-    batch_scores = (yield Rerank(spec, batches, stats)) if batches else []
+    stats.candidates = sum(len(c) for c in candidates)
+    cache = score_cache if spec.cache and score_cache is not None else None
+    keys: list[list[bytes]] = []
+    known: list[list[float | None]] = []
+    to_send = candidates
+    if cache is not None:
+        scopes = [_cache_scope(spec, q) for q in queries]
+        keys = [
+            [scope + document_digest(c.text) for c in cands]
+            for scope, cands in zip(scopes, candidates, strict=True)
+        ]
+        known = [cache.get_many(k) for k in keys]
+        to_send = [[c for c, s in zip(cands, found, strict=True) if s is None]
+                   for cands, found in zip(candidates, known, strict=True)]
+        stats.cache_misses = sum(len(c) for c in to_send)
+        stats.cache_hits = stats.candidates - stats.cache_misses
+    batches = plan_batches(queries, to_send, spec.batch_size)
+    stats.batches = len(batches)
+    reply = (yield Rerank(spec, batches, stats)) if batches else []
     stats.rerank_seconds = time.perf_counter() - started
-    return scatter(batches, batch_scores, [len(c) for c in candidates])
+    if isinstance(reply, RerankServiceError):
+        if spec.on_failure != "passthrough":
+            raise reply
+        _fall_back(spec, stats, reply)
+        return None
+    sent = scatter(batches, reply, [len(c) for c in to_send])
+    if cache is None:
+        return sent
+    merged: list[list[float]] = []
+    for query_keys, found, fresh in zip(keys, known, sent, strict=True):
+        fresh_scores = iter(fresh)
+        scores = [s if s is not None else next(fresh_scores) for s in found]
+        cache.put_many([(k, s) for k, s, f in zip(query_keys, scores, found, strict=True) if f is None], spec.cache_ttl)
+        merged.append(scores)
+    return merged
+
+
+def _cache_scope(spec: RerankSpec, query: str) -> bytes:
+    first = spec.targets[0]
+    return scope_digest(spec.provider.name, [t.url for t in spec.targets], first.model, dict(first.options), query)
+
+
+_warned: set[tuple[Any, ...]] = set()
+_warned_lock = threading.Lock()
+
+
+def _fall_back(spec: RerankSpec, stats: RerankStats, error: RerankServiceError) -> None:
+    """Flag the passthrough in the stats; log a warning once per cause (then DEBUG), so a dead service
+    does not flood the log with one line per search."""
+    stats.fallback = True
+    stats.error = str(error)  # the transport's messages are already redacted
+    cause = (spec.provider.name, tuple(t.url for t in spec.targets), error.kind, error.status)
+    with _warned_lock:
+        first = cause not in _warned
+        if first:
+            if len(_warned) >= 1024:
+                _warned.clear()
+            _warned.add(cause)
+    log.log(
+        logging.WARNING if first else logging.DEBUG,
+        "rerank failed, returning the first-stage order (on_failure=passthrough): %s",
+        redact(stats.error, [spec.api_key]),
+    )
+
+
+def _finish(
+    spec: RerankSpec,
+    candidates: Sequence[Candidate],
+    scores: Sequence[float] | None,
+    offset: int,
+    limit: int | None,
+    round_decimal: int,
+) -> list[ScoredHit]:
+    """Order by model score, normalise, drop hits under ``min_score``, then page and round. Without
+    scores (passthrough) the first-stage order and distances are kept, and min_score is not applied
+    (first-stage distances are on another scale)."""
+    if scores is None:
+        hits = [ScoredHit(c.pk, c.distance, c.entity) for c in candidates]
+    else:
+        hits = at_least(normalize(order_hits(candidates, scores), spec.score_normalization), spec.min_score)
+    end = None if limit is None else offset + limit
+    return round_distances(hits[offset:end], round_decimal)
+
+
+def _done(spec: RerankSpec, stats: RerankStats) -> None:
+    metrics.observe_call(spec.provider.name, stats)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "reranked with %s: %d candidates, %d cache hits, %d batches, %d requests, %d retries, "
+            "service %.1f ms, overhead %.1f ms, %d tokens%s",
+            spec.provider.name, stats.candidates, stats.cache_hits, stats.batches, stats.requests, stats.retries,
+            stats.service_seconds * 1000, stats.overhead_seconds * 1000, stats.prompt_tokens,
+            " (fell back to the first-stage order)" if stats.fallback else "",
+        )
 
 
 def _nq(data: Any) -> int:
+    if getattr(data, "ndim", None) is not None:  # a numpy array: its rows are the searched vectors
+        return 1 if data.ndim <= 1 else int(data.shape[0])
     if isinstance(data, (list, tuple)):
-        if data and isinstance(data[0], (int, float)) and not isinstance(data[0], bool):
-            return 1  # one bare vector
+        if data and isinstance(data[0], numbers.Real) and not isinstance(data[0], bool):
+            return 1  # one bare vector (numpy scalars too)
         return len(data)
     return 1
 
@@ -154,6 +266,7 @@ def search_flow(
     collection_name: str,
     ranker: Function,
     search_kwargs: dict[str, Any],
+    score_cache: ScoreCache | None = None,
 ) -> Flow:
     """Plain search: Milvus returns ``limit`` hits after ``offset`` (vector order); the model reorders them."""
     spec, info = yield from _spec(cache, collection_name, ranker)
@@ -167,16 +280,36 @@ def search_flow(
         collection_name=collection_name,
         output_fields=_fetch_fields(output_fields, spec.text_field),
     )
+    offset, limit = 0, None  # Milvus's semantics: its offset already skipped hits by vector order
+    if spec.rerank_window is not None:
+        offset, limit = _window(spec.rerank_window, call)
     stats = RerankStats()
     started = time.perf_counter()
     (found,) = yield Searches([call])
     stats.search_seconds = time.perf_counter() - started
     candidates = [_candidates(hits, info, spec.text_field, output_fields) for hits in found]
-    scores = yield from _rerank(spec, queries, candidates, stats)
+    scores = yield from _rerank(spec, queries, candidates, stats, score_cache)
     ranked = [
-        round_distances(order_hits(c, s), round_decimal) for c, s in zip(candidates, scores, strict=True)
+        _finish(spec, c, None if scores is None else scores[q], offset, limit, round_decimal)
+        for q, c in enumerate(candidates)
     ]
+    _done(spec, stats)
     return make_result(ranked, info.pk_name, {"rerank": stats})
+
+
+def _window(window: int, call: dict[str, Any]) -> tuple[int, int]:
+    """rerank_window: search the top ``window`` hits from the start, rerank them all, and page afterwards
+    (Elasticsearch's rank_window_size); returns the (offset, limit) to apply after reranking."""
+    params = dict(call.get("search_params") or {})
+    offset = int(call.pop("offset", None) or params.pop("offset", None) or 0)
+    limit = int(call.get("limit") or 10)
+    if window < offset + limit:
+        raise RerankParamError(
+            f"rerank_window: {window} must be >= offset + limit ({offset} + {limit} = {offset + limit}): "
+            "the window is the set of hits reranked and paged through; raise rerank_window or lower limit/offset"
+        )
+    call.update(limit=window, search_params=params)
+    return offset, limit
 
 
 def hybrid_flow(
@@ -186,6 +319,7 @@ def hybrid_flow(
     ranker: Function,
     limit: int,
     common: dict[str, Any],
+    score_cache: ScoreCache | None = None,
 ) -> Flow:
     """Hybrid search: each request runs with its own limit/filter/params; the union (first occurrence wins)
     is reranked, then ``[offset, offset+limit)`` is returned."""
@@ -229,9 +363,19 @@ def hybrid_flow(
         union_by_pk(_candidates(res[q], info, spec.text_field, output_fields) for res in found)
         for q in range(len(queries))
     ]
-    scores = yield from _rerank(spec, queries, candidates, stats)
+    if spec.rerank_window is not None:
+        # Hybrid: the sub-requests' limits decide what is retrieved (Milvus's semantics); the window caps how
+        # many of the union (first occurrence order) are reranked.
+        if spec.rerank_window < offset + limit:
+            raise RerankParamError(
+                f"rerank_window: {spec.rerank_window} must be >= offset + limit ({offset} + {limit} = "
+                f"{offset + limit}): raise rerank_window or lower limit/offset"
+            )
+        candidates = [c[: spec.rerank_window] for c in candidates]
+    scores = yield from _rerank(spec, queries, candidates, stats, score_cache)
     ranked: list[list[ScoredHit]] = [
-        round_distances(page(order_hits(c, s), offset, limit), round_decimal)
-        for c, s in zip(candidates, scores, strict=True)
+        _finish(spec, c, None if scores is None else scores[q], offset, limit, round_decimal)
+        for q, c in enumerate(candidates)
     ]
+    _done(spec, stats)
     return make_result(ranked, info.pk_name, {"rerank": stats})

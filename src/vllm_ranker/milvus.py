@@ -6,20 +6,26 @@ goes to the server untouched.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pymilvus
 from pymilvus import AnnSearchRequest
 
+from .errors import RerankServiceError
 from .flow import Describe, Flow, Rerank, SchemaCache, Searches, hybrid_flow, search_flow
+from .score_cache import DEFAULT_CACHE_SIZE, ScoreCache
 from .spec import is_model_ranker
 from .transport import DEFAULT_CLIENT_LIMIT, SyncTransport
+
+_TRANSPORT_LOCK = threading.Lock()
 
 
 class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
     """Drop-in ``pymilvus.MilvusClient``; ``uri`` defaults to an embedded Milvus Lite file.
 
-    ``rerank_client_limit`` caps HTTP requests in flight across every search sharing this client.
+    ``rerank_client_limit`` caps HTTP requests in flight across every search sharing this client;
+    ``rerank_cache_size`` bounds the score cache (entries) used by Functions with ``params["cache"]`` true.
     """
 
     def __init__(
@@ -32,9 +38,11 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
         timeout: float | None = None,
         *,
         rerank_client_limit: int = DEFAULT_CLIENT_LIMIT,
+        rerank_cache_size: int = DEFAULT_CACHE_SIZE,
         **kwargs: Any,
     ) -> None:
         self._schemas = SchemaCache()
+        self._scores = ScoreCache(rerank_cache_size)  # used by Functions with params['cache'] true
         self._transport: SyncTransport | None = None
         self._rerank_client_limit = rerank_client_limit
         super().__init__(
@@ -42,9 +50,13 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
         )
 
     def _http(self) -> SyncTransport:
-        # Created on first use: clients that never rerank open no HTTP pool and no threads.
+        # Created on first use: clients that never rerank open no HTTP pool and no threads. Under a lock: the
+        # first searches of many threads at once must share ONE transport, or each would get its own client-wide
+        # limit (seen: 48 requests in flight with a limit of 16).
         if self._transport is None:
-            self._transport = SyncTransport(self._rerank_client_limit)
+            with _TRANSPORT_LOCK:
+                if self._transport is None:
+                    self._transport = SyncTransport(self._rerank_client_limit)
         return self._transport
 
     def search(
@@ -86,7 +98,7 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
             partition_names=partition_names,
             anns_field=anns_field,
         )
-        return self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs))
+        return self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs, self._scores))
 
     def hybrid_search(
         self,
@@ -104,7 +116,7 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
                 collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
             )
         common = dict(kwargs, output_fields=output_fields, timeout=timeout, partition_names=partition_names)
-        return self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common))
+        return self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common, self._scores))
 
     def _run(self, flow: Flow) -> Any:
         reply: Any = None
@@ -118,7 +130,10 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
             elif isinstance(step, Searches):
                 reply = [super(MilvusClient, self).search(**call) for call in step.calls]
             elif isinstance(step, Rerank):
-                reply = self._http().rerank(step.spec, step.batches, step.stats)
+                try:
+                    reply = self._http().rerank(step.spec, step.batches, step.stats)
+                except RerankServiceError as failed:  # the flow raises it, or falls back (on_failure)
+                    reply = failed
             else:  # pragma: no cover - the flow yields nothing else
                 raise TypeError(step)
 

@@ -34,7 +34,7 @@ class Secret:
         return (Secret, (self._value,))
 
 
-_USERINFO = re.compile(r"(?i)(https?://)[^/@\s]+@")
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]+@")  # any scheme: ftp://user:pw@ too
 
 
 def redact(text: str, secrets: Iterable[Secret | None] = ()) -> str:

@@ -15,16 +15,23 @@ from urllib.parse import urlsplit
 from pymilvus import DataType, Function, FunctionType
 
 from . import values
+from .endpoint_security import checked_api_key, checked_endpoint, make_targets, parse_tls_verify
 from .errors import RerankParamError
 from .providers import PROVIDERS, Provider, Target
 from .redaction import Secret
+from .scores import NORMALIZATIONS
 
 RERANKER_KINDS = ("decay", "model", "rrf", "weighted", "boost")
 BATCH_KEYS = ("max_client_batch_size", "max_batch", "maxbatch")
 
 DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 86400.0
 DEFAULT_MAX_RETRIES = 2  # three tries in all, like Milvus, but only for retriable failures
 DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_EJECT_AFTER = 3  # consecutive failures of one endpoint (of several) before it is ejected
+DEFAULT_EJECT_SECONDS = 30.0
+MAX_TOPK = 16384  # Milvus's own limit on limit + offset of one search
+ON_FAILURE = ("error", "passthrough")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,16 @@ class RerankSpec:
     timeout: float = DEFAULT_TIMEOUT_S
     max_retries: int = DEFAULT_MAX_RETRIES
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    tls_verify: bool = True  # False only by params['tls_verify']=false (unsafe; README "Security")
+    # Beyond Milvus (README "Beyond Milvus"); Milvus ignores these keys, and these defaults are its behaviour.
+    cache: bool = False
+    cache_ttl: float | None = None  # seconds; None: entries live until evicted
+    rerank_window: int | None = None
+    score_normalization: str = "raw"
+    min_score: float | None = None
+    on_failure: str = "error"
+    eject_after: int = DEFAULT_EJECT_AFTER
+    eject_seconds: float = DEFAULT_EJECT_SECONDS
 
     def queries_for(self, nq: int, texts: Sequence[Any] | None) -> list[str]:
         """The query text of each of the ``nq`` searched vectors/texts; raises before any search on mismatch."""
@@ -132,13 +149,20 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
     model = _model(provider, params)
     options = _options(provider, params)
     batch_size = _batch_size(provider, params)
-    api_key = _api_key(provider, params, env)
-    targets = tuple(Target(provider.build_url(e, model), model, options) for e in endpoints)
+    api_key = checked_api_key(_api_key(provider, params, env), provider)  # header-safe (endpoint_security)
+    targets = make_targets(provider, endpoints, model, options, api_key)  # user:password -> Basic auth
     timeout = _positive_float(params, "timeout", DEFAULT_TIMEOUT_S, "seconds for the whole rerank of a call, e.g. 30")
+    if timeout > MAX_TIMEOUT_S:  # socket and event-loop timeouts overflow far above this
+        raise RerankParamError(
+            f"timeout: {params['timeout']} is more than {MAX_TIMEOUT_S:g} seconds (a day): give the seconds for "
+            "the whole rerank of a call, e.g. 30"
+        )
     max_retries = _int_at_least(params, "max_retries", DEFAULT_MAX_RETRIES, 0, "e.g. 2 (0 turns retries off)")
     max_concurrency = _int_at_least(
         params, "max_concurrency", DEFAULT_MAX_CONCURRENCY, 1, "requests in flight per call, e.g. 8"
     )
+    beyond = _beyond_milvus(params)
+    tls_verify = parse_tls_verify(params)
 
     # 5. queries
     queries = _queries(raw_params)
@@ -153,6 +177,8 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
         timeout=timeout,
         max_retries=max_retries,
         max_concurrency=max_concurrency,
+        tls_verify=tls_verify,
+        **beyond,
     )
 
 
@@ -198,7 +224,9 @@ def _type_name(dtype: DataType) -> str:
 
 
 def _endpoints(provider: Provider, params: Mapping[str, Any]) -> list[str]:
-    raw = params.get("endpoint")
+    # ``endpoints`` (several, Milvus ignores the key) wins over ``endpoint`` (Milvus reads it): README "Beyond Milvus".
+    key = "endpoints" if _given(params.get("endpoints")) else "endpoint"
+    raw = params.get(key)
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if provider.default_endpoint is None:
             raise RerankParamError(
@@ -207,21 +235,34 @@ def _endpoints(provider: Provider, params: Mapping[str, Any]) -> list[str]:
             )
         return [provider.default_endpoint]
     try:
-        endpoints = values.as_str_or_list(raw)
+        endpoints = _split_endpoints(raw)
     except ValueError:
         endpoints = [repr(raw)]
     if not endpoints:
         raise RerankParamError(
             "rerank function lost params endpoint: the endpoint list is empty; give at least one URL"
         )
+    endpoints = [checked_endpoint(e, key) for e in endpoints]  # scheme, host, port, sendable (endpoint_security)
     for endpoint in endpoints:
         parts = urlsplit(endpoint.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             shown = endpoint if "@" not in endpoint else "<url with credentials>"
             raise RerankParamError(
-                f"endpoint: [{shown}] is not a valid http/https link: give a URL like 'http://host:8000'"
+                f"{key}: [{shown}] is not a valid http/https link: give a URL like 'http://host:8000'"
+                + (" (several endpoints: a list, or one string with commas)" if key == "endpoints" else "")
             )
-    return [e.strip() for e in endpoints]
+    return list(dict.fromkeys(e.strip() for e in endpoints))  # a repeated endpoint is one endpoint
+
+
+def _given(raw: Any) -> bool:
+    return raw is not None and not (isinstance(raw, (str, list, tuple)) and not raw)
+
+
+def _split_endpoints(raw: Any) -> list[str]:
+    """A list, its JSON text (how pymilvus sends a list), or one string of comma-separated URLs."""
+    if isinstance(raw, str) and not raw.strip().startswith("["):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return [e for e in values.as_str_or_list(raw) if e.strip()]
 
 
 def _model(provider: Provider, params: Mapping[str, Any]) -> str | None:
@@ -308,6 +349,73 @@ def _int_at_least(params: Mapping[str, Any], key: str, default: int, minimum: in
     if number < minimum:
         raise RerankParamError(f"{key}: {params[key]} must be >= {minimum}: {hint}")
     return number
+
+
+def _beyond_milvus(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The opt-in params Milvus does not have; absent, each keeps Milvus's behaviour."""
+    out: dict[str, Any] = {}
+    if "cache" in params:
+        try:
+            out["cache"] = values.as_bool(params["cache"])
+        except ValueError as exc:
+            raise RerankParamError(
+                f"cache: {params['cache']} is not a valid bool ({exc}): give true to reuse scores of "
+                "(query, document) pairs already scored by this client, false (the default) to always call"
+            ) from None
+    if "cache_ttl" in params and not _is_zero(params["cache_ttl"]):
+        out["cache_ttl"] = _positive_float(
+            params, "cache_ttl", 0.0, "seconds a cached score stays valid, e.g. 600 (0 or absent: no expiry)"
+        )
+    if "rerank_window" in params:
+        window = _int_at_least(
+            params, "rerank_window", 0, 1,
+            "the number of first-stage hits to rerank, at least offset + limit, e.g. 100",
+        )
+        if window > MAX_TOPK:
+            raise RerankParamError(
+                f"rerank_window: {params['rerank_window']} is larger than {MAX_TOPK}, the most one Milvus search "
+                f"returns: give at most {MAX_TOPK}"
+            )
+        out["rerank_window"] = window
+    if "score_normalization" in params:
+        method = str(params["score_normalization"]).strip().lower()
+        if method not in NORMALIZATIONS:
+            raise RerankParamError(
+                f"score_normalization: {params['score_normalization']} is not supported: use one of "
+                f"{', '.join(NORMALIZATIONS)} (raw, the default, returns the model's own scores)"
+            )
+        out["score_normalization"] = method
+    if "min_score" in params:
+        try:
+            out["min_score"] = values.as_float(params["min_score"])
+        except ValueError as exc:
+            raise RerankParamError(
+                f"min_score: {params['min_score']} is not a valid number ({exc}): give the lowest score to keep, "
+                "compared after score_normalization, e.g. 0.5"
+            ) from None
+    if "on_failure" in params:
+        mode = str(params["on_failure"]).strip().lower()
+        if mode not in ON_FAILURE:
+            raise RerankParamError(
+                f"on_failure: {params['on_failure']} is not supported: use 'error' (the default: the search "
+                "fails like on Milvus) or 'passthrough' (return the first-stage order, flagged in the stats)"
+            )
+        out["on_failure"] = mode
+    out["eject_after"] = _int_at_least(
+        params, "eject_after", DEFAULT_EJECT_AFTER, 1,
+        "consecutive failures before one of several endpoints is ejected, e.g. 3",
+    )
+    out["eject_seconds"] = _positive_float(
+        params, "eject_seconds", DEFAULT_EJECT_SECONDS, "seconds an ejected endpoint is left out, e.g. 30"
+    )
+    return out
+
+
+def _is_zero(raw: Any) -> bool:
+    try:
+        return values.as_float(raw) == 0
+    except ValueError:
+        return False
 
 
 def _lost_queries() -> RerankParamError:

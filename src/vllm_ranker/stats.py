@@ -12,6 +12,7 @@ class RerankStats:
     batches: int = 0
     requests: int = 0  # HTTP requests sent, retries included
     retries: int = 0
+    failovers: int = 0  # retries sent to another endpoint (several endpoints)
     cache_hits: int = 0
     cache_misses: int = 0
     service_seconds: float = 0.0  # summed time spent waiting on the service
@@ -19,7 +20,7 @@ class RerankStats:
     search_seconds: float = 0.0  # wall time of the first-stage Milvus search(es)
     prompt_tokens: int = 0  # from vLLM's `usage`, when the service reports it
     fallback: bool = False  # True when on_failure="passthrough" returned first-stage order
-    error: str | None = None
+    error: str | None = None  # why it fell back (redacted), when it did
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: float) -> None:

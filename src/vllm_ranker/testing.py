@@ -79,6 +79,13 @@ def vllm_answer(query: str, documents: list[str], scores: list[float], model: st
     }
 
 
+class _BurstTolerantServer(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of new connections (64 concurrent async searches) then
+    # overflows the accept queue and clients see resets and 1 s SYN retries, which no real service shows
+    # (uvicorn, under vLLM, listens with 2048).
+    request_queue_size = 2048
+
+
 class RerankServer:
     """Start with ``with RerankServer() as srv:``; ``srv.endpoint`` is ``http://127.0.0.1:<port>``."""
 
@@ -107,7 +114,7 @@ class RerankServer:
         self.max_in_flight = 0
         self._capacity = threading.Semaphore(capacity) if capacity else None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server = _BurstTolerantServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="rerank-server", daemon=True)
         self._hanging = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import random
 import threading
 import time
@@ -21,6 +22,10 @@ from typing import Any
 import httpx
 import orjson
 
+from .answer_json import loads_answer
+from .bounded_body import read_body
+from .endpoint_security import REDIRECT_HINT, TLS_HINT, basic_auth_header, is_tls_failure, secrets_of
+from .endpoints import FAILED, NEUTRAL, OK, EndpointPool
 from .engine import Batch
 from .errors import RerankServiceError, RerankTimeout
 from .providers import MalformedAnswer, Target
@@ -28,6 +33,8 @@ from .providers.base import error_message
 from .redaction import redact
 from .spec import RerankSpec
 from .stats import RerankStats
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT_LIMIT = 64  # requests in flight per client, across all its concurrent searches
 BACKOFF_BASE_S = 0.2
@@ -41,6 +48,7 @@ class Send:
     body: bytes
     headers: dict[str, str]
     timeout: float
+    verify: bool = True  # TLS certificate verification (params['tls_verify'])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,41 +112,91 @@ def backoff_seconds(attempt: int, rng: Callable[[], float] = random.random) -> f
     return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (1 + 0.25 * rng()))
 
 
+def endpoint_health(reply: Answer | Broken | None) -> str:
+    """What one reply says about its endpoint: a 4xx or 429 is the request's or the quota's fault, not the
+    endpoint's; no reply at all (the call was cancelled) says nothing."""
+    if reply is None:
+        return NEUTRAL
+    if isinstance(reply, Broken):
+        return FAILED
+    if reply.status >= 500 and reply.status != 501:
+        return FAILED
+    return OK if reply.status < 400 else NEUTRAL
+
+
 def exchange(
     spec: RerankSpec,
-    target: Target,
     batch: Batch,
     deadline: float,
     stats: RerankStats,
+    pool: EndpointPool | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Exchange:
-    """Send one batch until it succeeds, fails for good, or the call's deadline passes; return its scores."""
+    """Send one batch until it succeeds, fails for good, or the call's deadline passes; return its scores.
+
+    With several endpoints, each try goes to the least loaded healthy one; after a retriable failure the next
+    try goes at once to an endpoint this batch has not tried yet (no backoff: a different server), and once all
+    were tried, to another one after the backoff. A batch may try each endpoint once even when ``max_retries``
+    is lower.
+    """
+    pool = pool or EndpointPool()
+    targets = spec.targets
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
     if spec.api_key is not None:
         headers["Authorization"] = f"Bearer {spec.api_key.reveal()}"
-    body = encode_body(spec.provider.build_body(target, batch.query, batch.documents))
+    # Endpoints of one spec share model and options: one body serves every try on every endpoint.
+    body = encode_body(spec.provider.build_body(targets[0], batch.query, batch.documents))
+    allowed_retries = max(spec.max_retries, len(targets) - 1)
     attempt = 0
+    backoffs = 0
+    tried: set[str] = set()
+    avoid: set[str] = set()
     while True:
         remaining = deadline - clock()
         if remaining <= 0:
             raise _timeout(spec)
-        reply = yield Send(target.url, body, headers, remaining)
+        target = pool.acquire(targets, avoid)
+        tried.add(target.url)
+        reply: Reply = None
+        try:
+            reply = yield Send(target.url, body, headers | basic_auth_header(target), remaining, spec.tls_verify)
+        finally:  # also when the call is cancelled while this request is out
+            pool.release(targets, target.url, endpoint_health(reply), spec.eject_after, spec.eject_seconds)
         assert reply is not None
         stats.add(requests=1, service_seconds=reply.seconds)
         if isinstance(reply, Answer) and 200 <= reply.status < 300:
             return _scores(spec, target, reply, len(batch.documents), stats)
         if isinstance(reply, Broken) and reply.kind == "timeout":
             raise _timeout(spec)
-        if attempt >= spec.max_retries or not is_retriable(reply):
+        if attempt >= allowed_retries or not is_retriable(reply):
             raise _failure(spec, target, reply, attempt)
-        delay = backoff_seconds(attempt)
-        if isinstance(reply, Answer):
-            delay = max(delay, retry_after_seconds(reply.retry_after) or 0.0)
+        untried = {t.url for t in targets} - tried
+        if untried:
+            avoid = tried.copy()
+            delay = 0.0
+            stats.add(failovers=1)
+        else:
+            avoid = {target.url} if len(targets) > 1 else set()
+            delay = backoff_seconds(backoffs)
+            backoffs += 1
+            if isinstance(reply, Answer):
+                delay = max(delay, retry_after_seconds(reply.retry_after) or 0.0)
         if clock() + delay >= deadline:
             raise _failure(spec, target, reply, attempt, note="the next try would pass the call's deadline")
         stats.add(retries=1)
         attempt += 1
-        yield Sleep(delay)
+        log.debug(
+            "rerank retry %d of %d for query %d, documents %d-%d: %s from %s; %s",
+            attempt, allowed_retries, batch.query_index, batch.start, batch.start + len(batch.documents) - 1,
+            _what(reply), redact(target.url),
+            "failing over to another endpoint" if untried else f"next try in {delay:.2f} s",
+        )
+        if delay:
+            yield Sleep(delay)
+
+
+def _what(reply: Answer | Broken) -> str:
+    return f"HTTP {reply.status}" if isinstance(reply, Answer) else f"{reply.kind} error"
 
 
 def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats: RerankStats) -> list[float]:
@@ -148,7 +206,7 @@ def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats:
     problem: str | None = None
     answer: Any = None
     try:
-        answer = orjson.loads(reply.body)
+        answer = loads_answer(reply.body)  # NaN/Infinity literals too (answer_json.py)
     except orjson.JSONDecodeError:
         problem = f"answered HTTP {reply.status} with a body that is not JSON: {_snippet(reply.body)}"
     scores: list[float] = []
@@ -158,7 +216,7 @@ def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats:
         except MalformedAnswer as exc:
             problem = f"answered with a malformed {spec.provider.name} rerank response: {exc}"
     if problem is not None:
-        raise RerankServiceError(redact(f"{where} {problem}", [spec.api_key]), status=reply.status,
+        raise RerankServiceError(redact(f"{where} {problem}", secrets_of(spec.api_key, target)), status=reply.status,
                                  kind="malformed")
     usage = answer.get("usage") if isinstance(answer, dict) else None
     if isinstance(usage, dict):
@@ -175,6 +233,7 @@ _HINTS = {
     404: "check params['endpoint'] (vLLM serves /rerank, /v1/rerank, /v2/rerank) and params['model_name']",
     413: "lower params['maxBatch'] or truncate the documents",
     429: "the service is rate limiting: lower max_concurrency or raise max_retries/timeout",
+    **dict.fromkeys((301, 302, 303, 307, 308), REDIRECT_HINT),
 }
 
 
@@ -204,7 +263,7 @@ def _failure(
         message += f" ({note})"
     if hint:
         message += f" — {hint}"
-    return RerankServiceError(redact(message, [spec.api_key]), status=status, kind=kind)
+    return RerankServiceError(redact(message, secrets_of(spec.api_key, target)), status=status, kind=kind)
 
 
 def _timeout(spec: RerankSpec) -> RerankTimeout:
@@ -245,10 +304,6 @@ class _Work:
                 self.error = error
 
 
-def _pick_target(spec: RerankSpec, batch_index: int) -> Target:
-    return spec.targets[batch_index % len(spec.targets)]
-
-
 class SyncTransport:
     """Blocking transport: one pooled ``httpx.Client`` and a shared worker pool; the calling thread works too,
     so a lone batch is sent with no thread hop at all."""
@@ -259,9 +314,15 @@ class SyncTransport:
             verify=verify,
             follow_redirects=False,
         )
+        self._http_unverified = httpx.Client(  # for params['tls_verify']=false; no socket until used
+            limits=httpx.Limits(max_connections=client_limit, max_keepalive_connections=client_limit),
+            verify=False,
+            follow_redirects=False,
+        )
         self._gate = threading.BoundedSemaphore(client_limit)
         self._pool = ThreadPoolExecutor(max_workers=client_limit, thread_name_prefix="vllm-ranker")
         self.client_limit = client_limit
+        self.pool = EndpointPool()  # endpoint health, shared by every call of this client
         self._closed = False
 
     def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
@@ -282,7 +343,7 @@ class SyncTransport:
         while (index := work.take()) is not None:
             try:
                 work.results[index] = self._drive(
-                    exchange(spec, _pick_target(spec, index), work.batches[index], deadline, stats), deadline
+                    exchange(spec, work.batches[index], deadline, stats, self.pool), deadline
                 )
             except BaseException as exc:  # handed to the calling thread, which re-raises it
                 work.fail(exc)
@@ -290,29 +351,35 @@ class SyncTransport:
 
     def _drive(self, steps: Exchange, deadline: float) -> list[float]:
         reply: Reply = None
-        while True:
-            try:
-                action = steps.send(reply)
-            except StopIteration as done:
-                scores: list[float] = done.value
-                return scores
-            if isinstance(action, Sleep):
-                time.sleep(action.seconds)
-                reply = None
-            else:
-                reply = self._send(action, deadline)
+        try:
+            while True:
+                try:
+                    action = steps.send(reply)
+                except StopIteration as done:
+                    scores: list[float] = done.value
+                    return scores
+                if isinstance(action, Sleep):
+                    time.sleep(action.seconds)
+                    reply = None
+                else:
+                    reply = self._send(action, deadline)
+        finally:
+            steps.close()
 
     def _send(self, action: Send, deadline: float) -> Answer | Broken:
         started = time.monotonic()
         if not self._gate.acquire(timeout=max(0.0, deadline - started)):
             return Broken("timeout", "client-wide request limit still full at the deadline", 0.0)
         try:
-            response = self._http.post(
-                action.url, content=action.body, headers=action.headers, timeout=action.timeout
-            )
+            with (self._http if action.verify else self._http_unverified).stream(
+                "POST", action.url, content=action.body, headers=action.headers, timeout=action.timeout
+            ) as response:
+                _read_until(response, deadline)
+                body = read_body(response, deadline)  # a trickled body must not outlive the deadline
+            _unlink(response)
             return Answer(
                 response.status_code,
-                response.content,
+                body,
                 response.headers.get("retry-after"),
                 time.monotonic() - started,
             )
@@ -326,6 +393,7 @@ class SyncTransport:
             self._closed = True
             self._pool.shutdown(wait=True)
             self._http.close()
+            self._http_unverified.close()
 
 
 class AsyncTransport:
@@ -337,8 +405,14 @@ class AsyncTransport:
             verify=verify,
             follow_redirects=False,
         )
+        self._http_unverified = httpx.AsyncClient(  # for params['tls_verify']=false; no socket until used
+            limits=httpx.Limits(max_connections=client_limit, max_keepalive_connections=client_limit),
+            verify=False,
+            follow_redirects=False,
+        )
         self._gate = asyncio.Semaphore(client_limit)
         self.client_limit = client_limit
+        self.pool = EndpointPool()  # endpoint health, shared by every call of this client
 
     async def rerank(
         self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats
@@ -358,27 +432,31 @@ class AsyncTransport:
 
     async def _worker(self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats) -> None:
         while (index := work.take()) is not None:
-            steps = exchange(spec, _pick_target(spec, index), work.batches[index], deadline, stats)
+            steps = exchange(spec, work.batches[index], deadline, stats, self.pool)
             reply: Reply = None
-            while True:
-                try:
-                    action = steps.send(reply)
-                except StopIteration as done:
-                    work.results[index] = done.value
-                    break
-                if isinstance(action, Sleep):
-                    await asyncio.sleep(action.seconds)
-                    reply = None
-                else:
-                    reply = await self._send(action)
+            try:
+                while True:
+                    try:
+                        action = steps.send(reply)
+                    except StopIteration as done:
+                        work.results[index] = done.value
+                        break
+                    if isinstance(action, Sleep):
+                        await asyncio.sleep(action.seconds)
+                        reply = None
+                    else:
+                        reply = await self._send(action)
+            finally:
+                steps.close()  # on cancellation: the exchange gives its endpoint slot back now, not at GC
 
     async def _send(self, action: Send) -> Answer | Broken:
         async with self._gate:
             started = time.monotonic()
             try:
-                response = await self._http.post(
+                response = await (self._http if action.verify else self._http_unverified).post(
                     action.url, content=action.body, headers=action.headers, timeout=action.timeout
                 )
+                _unlink(response)
                 return Answer(
                     response.status_code,
                     response.content,
@@ -390,9 +468,32 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._http_unverified.aclose()
+
+
+_SPENT = httpx.ByteStream(b"")
+
+
+def _read_until(response: httpx.Response, deadline: float) -> None:
+    """httpx's timeouts are per socket operation: waiting for the headers may already have used most of the call's
+    time, and the body's first read would get the whole ``timeout`` again (seen: 1.5 s for a 1 s deadline against
+    a service that sends headers and then hangs). httpcore reads the read timeout from this dict when the body
+    starts, so the body gets only what is left of the deadline."""
+    timeouts = response.request.extensions.get("timeout")
+    if isinstance(timeouts, dict):
+        timeouts["read"] = max(0.001, deadline - time.monotonic())
+
+
+def _unlink(response: httpx.Response) -> None:
+    """Cut the cycle between an httpx Response and its stream (they point at each other), which only the
+    cyclic GC would free, and which holds the request with its body: a whole batch of documents. Cut, the body
+    goes as soon as the answer is read, so memory stays at the batches in flight (tests/unit/test_memory.py)."""
+    response.stream = _SPENT
 
 
 def _broken(exc: httpx.HTTPError, seconds: float) -> Broken:
+    if is_tls_failure(exc):  # a certificate that does not verify will not verify on a retry either
+        return Broken("tls", f"{type(exc).__name__}: {exc} — {TLS_HINT}", seconds)
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         kind = "connect"
     elif isinstance(exc, httpx.TimeoutException):

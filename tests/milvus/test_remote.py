@@ -1,62 +1,15 @@
-"""The remote path: a Milvus server URI (``milvus-lite server`` on loopback speaks a cluster's gRPC protocol)."""
+"""The remote path: a Milvus server URI (``milvus-lite server`` on loopback speaks a cluster's gRPC protocol;
+the ``milvus_server`` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import CORPUS, create_docs_collection, rerank_function, rerank_requests
 from vllm_ranker import AnnSearchRequest, MilvusClient
 from vllm_ranker.testing import RerankServer, overlap_score
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A ``milvus-lite server`` process on loopback; yields its URI."""
-    exe = Path(sys.executable).with_name("milvus-lite")
-    command = [str(exe) if exe.exists() else shutil.which("milvus-lite") or "milvus-lite"]
-    port = _free_port()
-    data = tmp_path_factory.mktemp("milvus-server")
-    log = (data / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*command, "server", "--data-dir", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"milvus-lite server exited: {(data / 'server.log').read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("milvus-lite server did not listen within 60 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture(scope="session")

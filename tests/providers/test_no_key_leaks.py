@@ -78,7 +78,9 @@ def scenarios(case: Case, srv: RerankServer) -> list[tuple[str, Callable[[], Any
         ("not-json-echo", answer(Reply(raw=f"<html>{echo}</html>".encode()))),
         ("wrong-shape-echo", answer(Reply(json_body={"message": echo, "results": key}))),
         ("deadline", deadline),
-        ("unreachable", lambda: ranker(case, None, endpoint=f"http://user:{key}@127.0.0.1:9", max_retries=0)),
+        ("unreachable", lambda: ranker(case, None, endpoint="http://127.0.0.1:9", max_retries=0)),
+        # user:password in the URL and an API key both want the Authorization header: refused (endpoint_security)
+        ("userinfo-and-key", lambda: ranker(case, None, endpoint=f"http://user:{key}@127.0.0.1:9")),
         ("bad-endpoint", lambda: ranker(case, None, endpoint=f"ftp://user:{key}@host")),
         ("bad-batch", lambda: ranker(case, srv, maxBatch="zero")),
     ]
@@ -114,7 +116,7 @@ def test_no_key_in_any_error_log_repr_or_chain(
     assert all(outcomes[n] == "RerankServiceError" for n in ("400", "401", "429", "500", "not-json-echo",
                                                              "wrong-shape-echo", "unreachable"))
     assert outcomes["deadline"] == "RerankTimeout"
-    assert outcomes["bad-endpoint"] == outcomes["bad-batch"] == "RerankParamError"
+    assert outcomes["bad-endpoint"] == outcomes["bad-batch"] == outcomes["userinfo-and-key"] == "RerankParamError"
     assert sent_key
 
     # Missing key and missing model fail before anything is sent, and say nothing secret either.

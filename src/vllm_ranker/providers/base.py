@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import values
-from ..redaction import redact
+from ..redaction import Secret, redact
 
 Json = Any
 
@@ -80,6 +80,8 @@ class Target:
     url: str
     model: str | None
     options: Mapping[str, Any] = field(default_factory=dict)  # wire name -> parsed value
+    # ``user:password`` taken out of the endpoint URL, sent as Basic auth (endpoint_security.py); never shown.
+    userinfo: Secret | None = None
 
     def __repr__(self) -> str:  # an endpoint may carry ``user:password@``: never show it
         return f"Target(url={redact(self.url)!r}, model={self.model!r}, options={dict(self.options)!r})"

@@ -1,0 +1,99 @@
+"""``milvus-lite server`` on loopback for the benchmarks: Milvus in its own process (as a real deployment has it),
+reached over the same gRPC protocol as a cluster, so the client under test does not share its GIL with Milvus."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from common import DIM, WORDS
+
+from vllm_ranker import DataType, Function, FunctionType, MilvusClient
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def milvus_lite_server() -> Iterator[str]:
+    """Start ``milvus-lite server`` on a free loopback port in a temporary directory; yields its URI."""
+    exe = Path(sys.executable).with_name("milvus-lite")
+    command = str(exe) if exe.exists() else shutil.which("milvus-lite") or "milvus-lite"
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="vllm-ranker-milvus-") as tmp:
+        log_path = Path(tmp) / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [command, "server", "--data-dir", str(Path(tmp) / "db"), "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    if process.poll() is not None:
+                        raise RuntimeError(f"milvus-lite server exited: {log_path.read_text()[-2000:]}")
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                            break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("milvus-lite server did not listen within 60 s") from None
+                        time.sleep(0.2)
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def populate(uri: str, n_docs: int, collection: str = "bench", words_per_doc: int = 30, seed: int = 7) -> None:
+    """A flushed, loaded collection: random dense vectors, texts of random words, and BM25 on the text."""
+    rng = random.Random(seed)
+    client = MilvusClient(uri=uri)
+    try:
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("document", DataType.VARCHAR, max_length=8000, enable_analyzer=True)
+        schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=DIM)
+        schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["document"],
+                output_field_names=["sparse_vector"],
+            )
+        )
+        index = client.prepare_index_params()
+        index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
+        index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        client.create_collection(collection, schema=schema, index_params=index)
+        rows = [
+            {
+                "id": i,
+                "document": " ".join(rng.choice(WORDS) for _ in range(words_per_doc)),
+                "dense_vector": [rng.random() for _ in range(DIM)],
+            }
+            for i in range(n_docs)
+        ]
+        for start in range(0, n_docs, 1000):
+            client.insert(collection, rows[start : start + 1000])
+        client.flush(collection)
+        client.load_collection(collection)
+    finally:
+        client.close()
