@@ -86,8 +86,10 @@ def test_least_outstanding_spreads_the_load(run: Runner) -> None:
         spec = make_spec([a.endpoint, b.endpoint], maxBatch=1, max_concurrency=4)
         scores, _ = run(spec, DOCS)
         assert scores == [overlap_score("topic 1", d) for d in DOCS]
-        # 4 in flight over 2 endpoints: the least loaded one gets each request, so both carry half.
-        assert len(a.requests) == len(b.requests) == 6
+        # 4 in flight over 2 endpoints: the least loaded one gets each request, so both carry about half (a
+        # first-healthy choice would give b nothing). Not exactly 6/6: on a loaded machine completions interleave.
+        assert len(a.requests) + len(b.requests) == 12
+        assert min(len(a.requests), len(b.requests)) >= 4
         assert a.max_in_flight <= 2 and b.max_in_flight <= 2
 
 
