@@ -5,60 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from common import DIM, WORDS
 
 from vllm_ranker import DataType, Function, FunctionType, MilvusClient
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from vllm_ranker.testing import milvus_lite_server as start_server
 
 
 @contextlib.contextmanager
 def milvus_lite_server() -> Iterator[str]:
-    """Start ``milvus-lite server`` on a free loopback port in a temporary directory; yields its URI."""
-    exe = Path(sys.executable).with_name("milvus-lite")
-    command = str(exe) if exe.exists() else shutil.which("milvus-lite") or "milvus-lite"
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="vllm-ranker-milvus-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [command, "server", "--data-dir", str(Path(tmp) / "db"), "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"milvus-lite server exited: {log_path.read_text()[-2000:]}")
-                    try:
-                        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                            break
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            raise RuntimeError("milvus-lite server did not listen within 60 s") from None
-                        time.sleep(0.2)
-                yield f"http://127.0.0.1:{port}"
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    """``milvus-lite server`` on a free loopback port in a temporary directory; yields its URI."""
+    with tempfile.TemporaryDirectory(prefix="vllm-ranker-milvus-") as tmp, start_server(Path(tmp)) as uri:
+        yield uri
 
 
 def populate(uri: str, n_docs: int, collection: str = "bench", words_per_doc: int = 30, seed: int = 7) -> None:

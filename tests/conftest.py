@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +10,7 @@ from typing import Any
 import pytest
 
 from vllm_ranker import AsyncMilvusClient, DataType, Function, FunctionType, MilvusClient
-from vllm_ranker.testing import RerankServer
+from vllm_ranker.testing import RerankServer, milvus_lite_server
 from vllm_ranker.text_collection import add_text_fields, text_index_params
 
 DIM = 16
@@ -105,47 +100,12 @@ def milvus(tmp_path_factory: pytest.TempPathFactory, server: RerankServer) -> It
     client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A ``milvus-lite server`` process on loopback (a cluster's gRPC protocol); yields its URI.
     Shared by the remote-path tests (tests/milvus) and the load tests (tests/load)."""
-    exe = Path(sys.executable).with_name("milvus-lite")
-    command = [str(exe) if exe.exists() else shutil.which("milvus-lite") or "milvus-lite"]
-    port = _free_port()
-    data = tmp_path_factory.mktemp("milvus-server")
-    log = (data / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*command, "server", "--data-dir", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"milvus-lite server exited: {(data / 'server.log').read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("milvus-lite server did not listen within 60 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with milvus_lite_server(tmp_path_factory.mktemp("milvus-server")) as uri:
+        yield uri
 
 
 def rerank_requests(srv: RerankServer) -> list[Any]:
