@@ -11,8 +11,9 @@ from pathlib import Path
 
 from common import DIM, WORDS
 
-from vllm_ranker import DataType, Function, FunctionType, MilvusClient
+from vllm_ranker import DataType, MilvusClient
 from vllm_ranker.testing import milvus_lite_server as start_server
+from vllm_ranker.text_collection import add_text_fields, text_index_params
 
 
 @contextlib.contextmanager
@@ -29,20 +30,8 @@ def populate(uri: str, n_docs: int, collection: str = "bench", words_per_doc: in
     try:
         schema = client.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("document", DataType.VARCHAR, max_length=8000, enable_analyzer=True)
-        schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=DIM)
-        schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(
-                name="bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["document"],
-                output_field_names=["sparse_vector"],
-            )
-        )
-        index = client.prepare_index_params()
-        index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
-        index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        add_text_fields(schema, dim=DIM, max_length=8000)
+        index = text_index_params(client, dense_index="FLAT")
         client.create_collection(collection, schema=schema, index_params=index)
         rows = [
             {

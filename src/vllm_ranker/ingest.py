@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pymilvus import DataType, Function, FunctionType, MilvusClient
+from pymilvus import DataType, MilvusClient
 
 from .corpus_files import Document
 from .embeddings import Embedder
 from .errors import RerankError, RerankParamError
+from .text_collection import add_text_fields
 
 ID_FIELD = "id"
 TITLE_FIELD = "title"
@@ -60,22 +61,14 @@ def create_collection(
     schema = client.create_schema(auto_id=False, description=description)
     schema.add_field(ID_FIELD, DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
     schema.add_field(TITLE_FIELD, DataType.VARCHAR, max_length=MAX_TITLE_BYTES)
-    schema.add_field(
-        TEXT_FIELD,
-        DataType.VARCHAR,
+    add_text_fields(
+        schema,
+        dim=dim,
+        text_field=TEXT_FIELD,
         max_length=MAX_TEXT_BYTES,
-        enable_analyzer=True,
         analyzer_params={"type": analyzer} if isinstance(analyzer, str) else analyzer,
-    )
-    schema.add_field(DENSE_FIELD, DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=[TEXT_FIELD],
-            output_field_names=[SPARSE_FIELD],
-        )
+        dense_field=DENSE_FIELD,
+        sparse_field=SPARSE_FIELD,
     )
     index = client.prepare_index_params()
     params = {"M": 16, "efConstruction": 200} if dense_index.upper() == "HNSW" else {}

@@ -15,29 +15,24 @@ from pymilvus import CollectionSchema, DataType, Function, FunctionType
 def add_text_fields(
     schema: CollectionSchema,
     *,
-    embeddings_url: str,
-    model: str,
     dim: int,
+    embeddings_url: str | None = None,
+    model: str = "",
     text_field: str = "document",
     max_length: int = 4096,
+    analyzer_params: dict[str, Any] | None = None,
     dense_field: str = "dense_vector",
     sparse_field: str = "sparse_vector",
     send_dimensions: bool = False,
 ) -> CollectionSchema:
-    """Add the analysed text field, its BM25 sparse field and its TEXTEMBEDDING dense field to ``schema``.
+    """Add the analysed text field, its BM25 sparse field and its dense field to ``schema``.
 
-    ``embeddings_url`` is the service's OpenAI base URL (``http://host:port/v1``). ``send_dimensions`` asks the
-    service for ``dim``-sized vectors; leave it off for vLLM, which refuses it for models without Matryoshka support.
+    With ``embeddings_url`` (the service's OpenAI base URL, ``http://host:port/v1``) Milvus's TEXTEMBEDDING fills
+    the dense field; without it the caller inserts the vectors. ``send_dimensions`` asks the service for
+    ``dim``-sized vectors; leave it off for vLLM, which refuses it for models without Matryoshka support.
     """
-    params: dict[str, Any] = {
-        "provider": "openai",
-        "model_name": model,
-        "api_key": "unused",
-        "base_url": embeddings_url,
-    }
-    if send_dimensions:
-        params["dimensions"] = dim
-    schema.add_field(text_field, DataType.VARCHAR, max_length=max_length, enable_analyzer=True)
+    analyzer = {} if analyzer_params is None else {"analyzer_params": analyzer_params}
+    schema.add_field(text_field, DataType.VARCHAR, max_length=max_length, enable_analyzer=True, **analyzer)
     schema.add_field(dense_field, DataType.FLOAT_VECTOR, dim=dim)
     schema.add_field(sparse_field, DataType.SPARSE_FLOAT_VECTOR)
     schema.add_function(
@@ -48,6 +43,16 @@ def add_text_fields(
             output_field_names=[sparse_field],
         )
     )
+    if embeddings_url is None:
+        return schema
+    params: dict[str, Any] = {
+        "provider": "openai",
+        "model_name": model,
+        "api_key": "unused",
+        "base_url": embeddings_url,
+    }
+    if send_dimensions:
+        params["dimensions"] = dim
     schema.add_function(
         Function(
             name="embed",

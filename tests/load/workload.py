@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.conftest import rerank_function
-from vllm_ranker import AnnSearchRequest, AsyncMilvusClient, DataType, Function, FunctionType, MilvusClient
+from vllm_ranker import AnnSearchRequest, AsyncMilvusClient, DataType, Function, MilvusClient
 from vllm_ranker.testing import hashed_embedding, overlap_score
+from vllm_ranker.text_collection import add_text_fields, text_index_params
 
 COLLECTION = "load_docs"
 DIM = 16
@@ -46,20 +47,8 @@ def create_collection(client: MilvusClient, docs: list[str]) -> None:
         client.drop_collection(COLLECTION)
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("document", DataType.VARCHAR, max_length=1000, enable_analyzer=True)
-    schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=["document"],
-            output_field_names=["sparse_vector"],
-        )
-    )
-    index = client.prepare_index_params()
-    index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
-    index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    add_text_fields(schema, dim=DIM, max_length=1000)
+    index = text_index_params(client, dense_index="FLAT")
     client.create_collection(COLLECTION, schema=schema, index_params=index)
     client.insert(
         COLLECTION,
