@@ -144,6 +144,13 @@ def run(args: argparse.Namespace) -> int:
         extra_args=args.vllm_args,
         detach=args.detach,
     )
+    # Stop signals are handled from before the launch, so none can land in a window
+    # where vLLM runs but nobody is there to stop it.
+    with _stop_signals_as_interrupt():
+        return _launch_and_wait(server, args, out, err)
+
+
+def _launch_and_wait(server: ManagedVLLM, args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         server.launch()
     except VLLMUnavailable as exc:
@@ -152,21 +159,23 @@ def run(args: argparse.Namespace) -> int:
     except VLLMStartError as exc:
         err.print(f"[red]Cannot start vLLM:[/] {escape(str(exc))}")
         return EXIT_SERVER_FAILED
+    except KeyboardInterrupt:
+        server.stop()  # interrupted inside launch(): the process may already exist
+        return EXIT_OK
 
     pid_file = pid_file_path(server.port)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{server.pid}\n")
     keep_running = False
     try:
-        with _terminate_as_interrupt():
-            _wait_with_spinner(server, args.timeout, err)
-            _print_ready(server, out)
-            if args.detach:
-                keep_running = True
-                out.print(f"Running in the background. Stop it with: vllm-ranker serve --stop --port {server.port}")
-                return EXIT_OK
-            out.print("Press Ctrl-C to stop.")
-            return _run_foreground(server, quiet=args.quiet, out=out, err=err)
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{server.pid}\n")
+        _wait_with_spinner(server, args.timeout, err)
+        _print_ready(server, out)
+        if args.detach:
+            keep_running = True
+            out.print(f"Running in the background. Stop it with: vllm-ranker serve --stop --port {server.port}")
+            return EXIT_OK
+        out.print("Press Ctrl-C to stop.")
+        return _run_foreground(server, quiet=args.quiet, out=out, err=err)
     except VLLMStartError as exc:
         err.print(f"[red]vLLM failed to start:[/] {escape(str(exc))}")
         return EXIT_SERVER_FAILED
@@ -277,8 +286,14 @@ def _stop(port: int | None, out: Console) -> int:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM/SIGHUP to this command like Ctrl-C, so the server is stopped too."""
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """Make SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, so the server is stopped in order.
+
+    SIGINT is set explicitly too: a command started in the background by a
+    non-interactive shell (scripts, CI runners, ``nohup cmd &``) inherits SIGINT
+    *ignored*, and Python then installs no Ctrl-C handler, so ``kill -INT`` would
+    silently leave vLLM running.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -286,7 +301,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:

