@@ -32,8 +32,8 @@ def _port(uri: str) -> int:
     return int(uri.rsplit(":", 1)[1])
 
 
-def _pool_connections(client: MilvusClient | AsyncMilvusClient) -> list[Any]:
-    return list(client._transport._http._transport._pool.connections)
+def _pool_connections(client: MilvusClient | AsyncMilvusClient) -> int:
+    return client._transport.connections()
 
 
 def test_200_concurrent_async_searches_share_one_client(
@@ -52,7 +52,7 @@ def test_200_concurrent_async_searches_share_one_client(
             try:
                 got = await asyncio.gather(*(run_async(client, s) for s in load_searches))
                 transport = client._transport
-                assert 0 < len(_pool_connections(client)) <= CLIENT_LIMIT
+                assert 0 < _pool_connections(client) <= CLIENT_LIMIT
             finally:
                 await client.close()
             assert sockets_to(load_server.port) == 0
@@ -63,7 +63,7 @@ def test_200_concurrent_async_searches_share_one_client(
         got, transport, pending = asyncio.run(main())
 
     assert pending == 0, "tasks still pending on the event loop after the client closed"
-    assert transport._http.is_closed
+    assert transport.is_closed
     assert got == load_truth
     assert 1 < load_server.max_in_flight <= CLIENT_LIMIT
     assert leaks.warnings == []
@@ -111,11 +111,11 @@ def test_32_threads_share_one_sync_client(
         for thread in threads:
             thread.join()
         transport = client._transport
-        assert 0 < len(_pool_connections(client)) <= CLIENT_LIMIT
+        assert 0 < _pool_connections(client) <= CLIENT_LIMIT
         client.close()
         # Closing the client closes its HTTP pool: no connection left, client closed, worker pool shut down.
-        assert transport._http.is_closed
-        assert transport._http._transport._pool.connections == []
+        assert transport.is_closed
+        assert transport.connections() == 0
         assert transport._pool._shutdown
         assert sockets_to(load_server.port) == 0
         assert sockets_to(_port(milvus_server)) == to_milvus
