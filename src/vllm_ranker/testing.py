@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -330,15 +329,15 @@ def milvus_lite_server(data_dir: Path, start_timeout: float = 60.0) -> Iterator[
     (and keeps Milvus out of the caller's process, as in a real deployment). Raises RuntimeError, with the end
     of the server's log, if it exits or does not listen within ``start_timeout`` seconds.
     """
-    exe = Path(sys.executable).with_name("milvus-lite")
-    command = str(exe) if exe.exists() else shutil.which("milvus-lite") or "milvus-lite"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [command, "server", "--data-dir", str(data_dir / "db"), "--host", "127.0.0.1", "--port", str(port)],
+            # The launcher adds a real Milvus server's keepalive policy (see _milvus_lite_launcher.py).
+            [sys.executable, "-m", "vllm_ranker._milvus_lite_launcher", "server",
+             "--data-dir", str(data_dir / "db"), "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

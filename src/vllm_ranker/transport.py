@@ -23,7 +23,7 @@ import httpx
 import orjson
 
 from .answer_json import loads_answer
-from .bounded_body import read_body
+from .deadline_backend import deadline_scope, install_client
 from .endpoint_security import REDIRECT_HINT, TLS_HINT, basic_auth_header, is_tls_failure, secrets_of
 from .endpoints import FAILED, NEUTRAL, OK, EndpointPool
 from .engine import Batch
@@ -166,8 +166,8 @@ def exchange(
         stats.add(requests=1, service_seconds=reply.seconds)
         if isinstance(reply, Answer) and 200 <= reply.status < 300:
             return _scores(spec, target, reply, len(batch.documents), stats)
-        if isinstance(reply, Broken) and reply.kind == "timeout":
-            raise _timeout(spec)
+        if isinstance(reply, Broken) and (reply.kind == "timeout" or clock() >= deadline):
+            raise _timeout(spec)  # also a connect that the deadline cut short: say why
         if attempt >= allowed_retries or not is_retriable(reply):
             raise _failure(spec, target, reply, attempt)
         untried = {t.url for t in targets} - tried
@@ -319,6 +319,10 @@ class SyncTransport:
             verify=False,
             follow_redirects=False,
         )
+        # httpx's timeouts are per socket operation; a blocking request cannot be cancelled, so every socket
+        # operation itself is bounded by the call's deadline (deadline_backend.py).
+        install_client(self._http)
+        install_client(self._http_unverified)
         self._gate = threading.BoundedSemaphore(client_limit)
         self._pool = ThreadPoolExecutor(max_workers=client_limit, thread_name_prefix="vllm-ranker")
         self.client_limit = client_limit
@@ -371,11 +375,10 @@ class SyncTransport:
         if not self._gate.acquire(timeout=max(0.0, deadline - started)):
             return Broken("timeout", "client-wide request limit still full at the deadline", 0.0)
         try:
-            with (self._http if action.verify else self._http_unverified).stream(
+            with deadline_scope(deadline), (self._http if action.verify else self._http_unverified).stream(
                 "POST", action.url, content=action.body, headers=action.headers, timeout=action.timeout
             ) as response:
-                _read_until(response, deadline)
-                body = read_body(response, deadline)  # a trickled body must not outlive the deadline
+                body = response.read()  # bounded by the deadline too: every socket read is
             _unlink(response)
             return Answer(
                 response.status_code,
@@ -542,16 +545,6 @@ class AsyncTransport:
 
 
 _SPENT = httpx.ByteStream(b"")
-
-
-def _read_until(response: httpx.Response, deadline: float) -> None:
-    """httpx's timeouts are per socket operation: waiting for the headers may already have used most of the call's
-    time, and the body's first read would get the whole ``timeout`` again (seen: 1.5 s for a 1 s deadline against
-    a service that sends headers and then hangs). httpcore reads the read timeout from this dict when the body
-    starts, so the body gets only what is left of the deadline."""
-    timeouts = response.request.extensions.get("timeout")
-    if isinstance(timeouts, dict):
-        timeouts["read"] = max(0.001, deadline - time.monotonic())
 
 
 def _unlink(response: httpx.Response) -> None:
