@@ -32,13 +32,26 @@ def normalize(hits: list[ScoredHit], method: str) -> list[ScoredHit]:
             hit.distance = float(np.float32(_sigmoid(hit.distance)))
         return hits
     if method == "minmax":
-        high = max(h.distance for h in hits)
-        low = min(h.distance for h in hits)
-        span = high - low
-        for hit in hits:
-            hit.distance = float(np.float32((hit.distance - low) / span)) if span > 0 else 1.0
+        _minmax(hits)
         return hits
     raise ValueError(f"unknown score normalization {method!r}")
+
+
+def _minmax(hits: list[ScoredHit]) -> None:
+    # A service may answer +-inf (tests/hostile): the span would be inf and inf/inf NaN. Infinities take the ends
+    # (+inf 1.0, -inf 0.0) and the finite scores spread over their own range, so the map stays monotonic.
+    finite = [h.distance for h in hits if math.isfinite(h.distance)]
+    high, low = (max(finite), min(finite)) if finite else (0.0, 0.0)
+    span = high - low
+    # Equal finite scores: 1.0 (the best), unless a +inf hit is better still.
+    flat = 0.0 if any(h.distance == math.inf for h in hits) else 1.0
+    for hit in hits:
+        if hit.distance == math.inf:
+            hit.distance = 1.0
+        elif hit.distance == -math.inf:
+            hit.distance = 0.0
+        else:
+            hit.distance = float(np.float32((hit.distance - low) / span)) if span > 0 else flat
 
 
 def at_least(hits: list[ScoredHit], min_score: float | None) -> list[ScoredHit]:

@@ -41,7 +41,18 @@ def test_min_score_cuts_ordered_hits() -> None:
     assert at_least(hits, 2.0) == []
 
 
-@given(st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=30), st.sampled_from(["sigmoid", "minmax"]))
+def test_minmax_puts_infinities_at_the_ends() -> None:
+    hits = normalize(ordered([0.2, math.inf, 0.8, -math.inf, 0.5]), "minmax")
+    assert [h.pk for h in hits] == [1, 2, 4, 0, 3]
+    assert [h.distance for h in hits] == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+    assert [h.distance for h in normalize(ordered([math.inf, 3.0, 3.0]), "minmax")] == [1.0, 0.0, 0.0]
+    assert [h.distance for h in normalize(ordered([-math.inf, -math.inf]), "minmax")] == [0.0, 0.0]
+
+
+scores_with_infinities = st.floats(-50, 50, allow_nan=False) | st.sampled_from([math.inf, -math.inf])
+
+
+@given(st.lists(scores_with_infinities, min_size=1, max_size=30), st.sampled_from(["sigmoid", "minmax"]))
 def test_normalisation_never_changes_the_order(scores: list[float], method: str) -> None:
     raw = ordered(scores)
     pks = [h.pk for h in raw]
