@@ -416,8 +416,9 @@ SHARD_CONNECTIONS = 8
 
 class _AsyncShards:
     """``ceil(limit / SHARD_CONNECTIONS)`` AsyncClients splitting ``limit`` connections between them. A request goes
-    to the shard with the fewest requests in flight (ties: the first), so light load stays on shard 0's warm
-    connections and heavy load spreads evenly. One SSL context serves all shards (building one costs ~25 ms)."""
+    to the shard with the most free connections (ties: the first), so sequential calls stay on shard 0's warm
+    connections, heavy load spreads evenly, and no request waits in a full shard while another has room.
+    One SSL context serves all shards (building one costs ~25 ms)."""
 
     def __init__(self, limit: int, verify: bool) -> None:
         context = httpx.create_ssl_context(verify=verify)
@@ -432,11 +433,14 @@ class _AsyncShards:
             )
             for size in sizes
         ]
+        self.sizes = sizes
         self.busy = [0] * len(sizes)
 
     def pick(self) -> int:
-        """Index of the least busy shard, counted busy until ``done``; event-loop thread only (no lock needed)."""
-        index = self.busy.index(min(self.busy))
+        """Index of the shard with the most free connections, counted busy until ``done``; event-loop thread only
+        (no lock needed)."""
+        free = [size - busy for size, busy in zip(self.sizes, self.busy, strict=True)]
+        index = free.index(max(free))
         self.busy[index] += 1
         return index
 

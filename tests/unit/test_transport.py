@@ -183,3 +183,52 @@ def test_deadline_covers_the_whole_call(server: RerankServer, rerank: Any) -> No
     server.script.append(Reply(200, {"results": []}, action="hang"))
     with pytest.raises(RerankTimeout, match=r"deadline of 0\.3 s"):
         rerank(make_spec(server.endpoint, timeout=0.3), ["q"], [["a"]])
+
+
+def test_cancelling_an_async_call_cancels_its_requests() -> None:
+    """Cancelling the search (here: asyncio.wait_for) stops the rerank: requests out are dropped, no further batch
+    is sent, and the client's request slots and HTTP pools are free again."""
+    with RerankServer(request_latency=1.0) as slow:
+        spec = make_spec(slow.endpoint, maxBatch=1, max_concurrency=2)
+        docs = [[f"doc {i}" for i in range(8)]]
+        batches = plan_batches(["q"], [[Candidate(i, d, {}) for i, d in enumerate(docs[0])]], spec.batch_size)
+
+        async def main() -> tuple[int, int, list[int]]:
+            transport = AsyncTransport(client_limit=4)
+            try:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(transport.rerank(spec, batches, RerankStats()), timeout=0.3)
+                await asyncio.sleep(1.5)  # long enough for more batches to go out, were any still sent
+                return transport.connections(), transport._gate._value, transport._http.busy
+            finally:
+                await transport.aclose()
+
+        connections, free_slots, busy = asyncio.run(main())
+    assert len(rerank_requests_of(slow)) == 2  # the two in flight at the cancel; the other six never sent
+    assert connections == 0  # the cancelled requests' connections were closed, not left half-read in the pool
+    assert free_slots == 4 and busy == [0]
+
+
+def test_async_pool_spreads_over_small_shards() -> None:
+    """rerank_client_limit=20 -> pools of 8, 8 and 4 connections; 20 requests at once use all of them."""
+    with RerankServer(request_latency=0.3) as slow:
+        spec = make_spec(slow.endpoint, maxBatch=1, max_concurrency=20)
+        cands = [[Candidate(i, f"doc {i}", {}) for i in range(20)]]
+        batches = plan_batches(["q"], cands, spec.batch_size)
+
+        async def main() -> tuple[list[int], int]:
+            transport = AsyncTransport(client_limit=20)
+            try:
+                await transport.rerank(spec, batches, RerankStats())
+                per_shard = [len(c._transport._pool.connections) for c in transport._http.clients]
+                return per_shard, transport.connections()
+            finally:
+                await transport.aclose()
+
+        per_shard, total = asyncio.run(main())
+    assert per_shard == [8, 8, 4] and total == 20
+    assert slow.max_in_flight == 20
+
+
+def rerank_requests_of(srv: RerankServer) -> list[Any]:
+    return [r for r in srv.requests if r.path.endswith("rerank")]
