@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing
 import random
 import statistics
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 
 import httpx
 import pymilvus
-from common import interleaved_medians, make_collection, query_vector
+from common import interleaved_medians, make_collection, own_process, query_vector
 
 from vllm_ranker import AsyncMilvusClient, Function, FunctionType, MilvusClient
 
@@ -68,10 +67,8 @@ def _serve(conn: Any, kwargs: dict[str, Any]) -> None:
 
         srv._simulate_work = timed_work  # type: ignore[method-assign]
         conn.send(srv.endpoint)
-        while True:
-            command, arg = conn.recv()
-            if command == "stop":
-                return
+        while (message := conn.recv()) != "stop":
+            command, arg = message
             if command == "stats":
                 served = sorted(finished)
                 busy = (len(served) - 1) / (served[-1] - served[0]) if len(served) > 1 else 0.0
@@ -110,16 +107,8 @@ class Service:
 
 @contextlib.contextmanager
 def service(**kwargs: Any) -> Iterator[Service]:
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(child, kwargs), daemon=True)
-    process.start()
-    try:
-        yield Service(parent, parent.recv())
-    finally:
-        parent.send(("stop", None))
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
+    with own_process(_serve, kwargs) as (endpoint, conn):
+        yield Service(conn, endpoint)
 
 
 def ranker(endpoint: str, queries: list[str], **params: Any) -> Function:

@@ -42,10 +42,29 @@ WORDS = [
 ]
 
 
+def random_rows(n_docs: int, words_per_doc: int, seed: int) -> list[dict[str, Any]]:
+    """Rows of the benchmark collections: texts of random words and random dense vectors, the same for a seed."""
+    rng = random.Random(seed)
+    return [
+        {
+            "id": i,
+            "document": " ".join(rng.choice(WORDS) for _ in range(words_per_doc)),
+            "dense_vector": [rng.random() for _ in range(DIM)],
+        }
+        for i in range(n_docs)
+    ]
+
+
+def insert_rows(client: MilvusClient, collection: str, rows: list[dict[str, Any]]) -> None:
+    """Insert in chunks of 1,000 (a Milvus message size limit away) and flush."""
+    for start in range(0, len(rows), 1000):
+        client.insert(collection, rows[start : start + 1000])
+    client.flush(collection)
+
+
 def make_collection(
     n_docs: int, words_per_doc: int = 40, seed: int = 7
 ) -> tuple[MilvusClient, tempfile.TemporaryDirectory[str]]:
-    rng = random.Random(seed)
     tmp = tempfile.TemporaryDirectory(prefix="vllm-ranker-bench-")
     client = MilvusClient(uri=str(Path(tmp.name) / "bench.db"))
     schema = client.create_schema(auto_id=False)
@@ -55,17 +74,7 @@ def make_collection(
     index = client.prepare_index_params()
     index.add_index("dense_vector", index_type="FLAT", metric_type="COSINE")
     client.create_collection("bench", schema=schema, index_params=index)
-    rows = [
-        {
-            "id": i,
-            "document": " ".join(rng.choice(WORDS) for _ in range(words_per_doc)),
-            "dense_vector": [rng.random() for _ in range(DIM)],
-        }
-        for i in range(n_docs)
-    ]
-    for start in range(0, n_docs, 1000):
-        client.insert("bench", rows[start : start + 1000])
-    client.flush("bench")
+    insert_rows(client, "bench", random_rows(n_docs, words_per_doc, seed))
     return client, tmp
 
 
@@ -108,15 +117,26 @@ def _serve(conn: Any, kwargs: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def loopback_service(**kwargs: Any) -> Iterator[str]:
-    """A loopback vLLM rerank server in its OWN process (so it does not share our GIL); yields its endpoint."""
+def own_process(target: Callable[..., None], *args: Any) -> Iterator[tuple[str, Any]]:
+    """Run ``target(conn, *args)`` in its OWN process (a simulated service must not share our GIL). The target
+    sends its endpoint first, may answer commands on ``conn``, and returns when it receives "stop".
+    Yields (endpoint, conn)."""
     parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(child, kwargs), daemon=True)
+    process = multiprocessing.get_context("spawn").Process(target=target, args=(child, *args), daemon=True)
     process.start()
     try:
-        yield parent.recv()
+        yield parent.recv(), parent
     finally:
-        parent.send("stop")
-        process.join(timeout=10)
+        if process.is_alive():
+            with contextlib.suppress(OSError):
+                parent.send("stop")
+            process.join(timeout=10)
         if process.is_alive():
             process.kill()
+
+
+@contextlib.contextmanager
+def loopback_service(**kwargs: Any) -> Iterator[str]:
+    """A loopback vLLM rerank server in its own process; yields its endpoint."""
+    with own_process(_serve, kwargs) as (endpoint, _conn):
+        yield endpoint

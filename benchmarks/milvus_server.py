@@ -4,12 +4,11 @@ reached over the same gRPC protocol as a cluster, so the client under test does 
 from __future__ import annotations
 
 import contextlib
-import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import DIM, WORDS
+from common import DIM, insert_rows, random_rows
 
 from vllm_ranker import DataType, MilvusClient
 from vllm_ranker.testing import milvus_lite_server as start_server
@@ -25,7 +24,6 @@ def milvus_lite_server() -> Iterator[str]:
 
 def populate(uri: str, n_docs: int, collection: str = "bench", words_per_doc: int = 30, seed: int = 7) -> None:
     """A flushed, loaded collection: random dense vectors, texts of random words, and BM25 on the text."""
-    rng = random.Random(seed)
     client = MilvusClient(uri=uri)
     try:
         schema = client.create_schema(auto_id=False)
@@ -33,17 +31,7 @@ def populate(uri: str, n_docs: int, collection: str = "bench", words_per_doc: in
         add_text_fields(schema, dim=DIM, max_length=8000)
         index = text_index_params(client, dense_index="FLAT")
         client.create_collection(collection, schema=schema, index_params=index)
-        rows = [
-            {
-                "id": i,
-                "document": " ".join(rng.choice(WORDS) for _ in range(words_per_doc)),
-                "dense_vector": [rng.random() for _ in range(DIM)],
-            }
-            for i in range(n_docs)
-        ]
-        for start in range(0, n_docs, 1000):
-            client.insert(collection, rows[start : start + 1000])
-        client.flush(collection)
+        insert_rows(client, collection, random_rows(n_docs, words_per_doc, seed))
         client.load_collection(collection)
     finally:
         client.close()

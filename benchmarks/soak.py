@@ -22,18 +22,15 @@ import argparse
 import asyncio
 import collections
 import gc
-import multiprocessing
 import os
 import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from common import DIM, WORDS
+from common import DIM, WORDS, own_process
 from milvus_server import milvus_lite_server, populate
 
 from vllm_ranker import AnnSearchRequest, AsyncMilvusClient, Function, FunctionType, MilvusClient, RerankError
@@ -89,23 +86,6 @@ def _flaky_service(conn: Any, seed: int, latency: float, per_doc: float) -> None
         while (command := conn.recv()) != "stop":  # "on" / "off": faults on or off
             srv.fault = fault if command == "on" else None
             conn.send(command)
-
-
-@contextmanager
-def flaky_service(seed: int, latency: float, per_doc: float) -> Iterator[tuple[str, Any]]:
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=_flaky_service, args=(child, seed, latency, per_doc), daemon=True
-    )
-    process.start()
-    try:
-        yield parent.recv(), parent
-    finally:
-        if process.is_alive():
-            parent.send("stop")
-            process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
 
 
 # -- the workload -----------------------------------------------------------------------------------------
@@ -226,7 +206,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"soak: {args.minutes:g} min, {args.threads} threads (sync client) + {args.tasks} tasks (async client)")
-    with milvus_lite_server() as uri, flaky_service(args.seed, 0.005, 0.0002) as (endpoint, control):
+    with milvus_lite_server() as uri, own_process(_flaky_service, args.seed, 0.005, 0.0002) as (endpoint, control):
         populate(uri, args.docs, words_per_doc=20)
         searches = make_searches(endpoint, args.searches, args.seed)
         sync_client = MilvusClient(uri=uri)
