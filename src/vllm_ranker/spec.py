@@ -7,9 +7,9 @@ then what to change. Keys match case-insensitively except ``queries``; unknown k
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pymilvus import DataType, Function, FunctionType
@@ -20,6 +20,8 @@ from .errors import RerankParamError
 from .providers import PROVIDERS, Provider, Target
 from .redaction import Secret
 from .scores import NORMALIZATIONS
+
+T = TypeVar("T")
 
 RERANKER_KINDS = ("decay", "model", "rrf", "weighted", "boost")
 BATCH_KEYS = ("max_client_batch_size", "max_batch", "maxbatch")
@@ -327,13 +329,17 @@ def _api_key(provider: Provider, params: Mapping[str, Any], env: Mapping[str, st
     return None
 
 
+def _converted(params: Mapping[str, Any], key: str, convert: Callable[[Any], T], what: str, hint: str) -> T:
+    try:
+        return convert(params[key])
+    except ValueError as exc:
+        raise RerankParamError(f"{key}: {params[key]} is not a valid {what} ({exc}): {hint}") from None
+
+
 def _positive_float(params: Mapping[str, Any], key: str, default: float, hint: str) -> float:
     if key not in params:
         return default
-    try:
-        number = values.as_float(params[key])
-    except ValueError as exc:
-        raise RerankParamError(f"{key}: {params[key]} is not a valid number ({exc}): {hint}") from None
+    number = _converted(params, key, values.as_float, "number", hint)
     if number <= 0:
         raise RerankParamError(f"{key}: {params[key]} must be greater than 0: {hint}")
     return number
@@ -342,10 +348,7 @@ def _positive_float(params: Mapping[str, Any], key: str, default: float, hint: s
 def _int_at_least(params: Mapping[str, Any], key: str, default: int, minimum: int, hint: str) -> int:
     if key not in params:
         return default
-    try:
-        number = values.as_int(params[key])
-    except ValueError as exc:
-        raise RerankParamError(f"{key}: {params[key]} is not a valid integer ({exc}): {hint}") from None
+    number = _converted(params, key, values.as_int, "integer", hint)
     if number < minimum:
         raise RerankParamError(f"{key}: {params[key]} must be >= {minimum}: {hint}")
     return number
@@ -355,13 +358,11 @@ def _beyond_milvus(params: Mapping[str, Any]) -> dict[str, Any]:
     """The opt-in params Milvus does not have; absent, each keeps Milvus's behaviour."""
     out: dict[str, Any] = {}
     if "cache" in params:
-        try:
-            out["cache"] = values.as_bool(params["cache"])
-        except ValueError as exc:
-            raise RerankParamError(
-                f"cache: {params['cache']} is not a valid bool ({exc}): give true to reuse scores of "
-                "(query, document) pairs already scored by this client, false (the default) to always call"
-            ) from None
+        out["cache"] = _converted(
+            params, "cache", values.as_bool, "bool",
+            "give true to reuse scores of (query, document) pairs already scored by this client, false (the "
+            "default) to always call",
+        )
     if "cache_ttl" in params and not _is_zero(params["cache_ttl"]):
         out["cache_ttl"] = _positive_float(
             params, "cache_ttl", 0.0, "seconds a cached score stays valid, e.g. 600 (0 or absent: no expiry)"
@@ -386,13 +387,10 @@ def _beyond_milvus(params: Mapping[str, Any]) -> dict[str, Any]:
             )
         out["score_normalization"] = method
     if "min_score" in params:
-        try:
-            out["min_score"] = values.as_float(params["min_score"])
-        except ValueError as exc:
-            raise RerankParamError(
-                f"min_score: {params['min_score']} is not a valid number ({exc}): give the lowest score to keep, "
-                "compared after score_normalization, e.g. 0.5"
-            ) from None
+        out["min_score"] = _converted(
+            params, "min_score", values.as_float, "number",
+            "give the lowest score to keep, compared after score_normalization, e.g. 0.5",
+        )
     if "on_failure" in params:
         mode = str(params["on_failure"]).strip().lower()
         if mode not in ON_FAILURE:
