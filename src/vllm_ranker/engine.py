@@ -93,8 +93,9 @@ def order_hits(candidates: Sequence[Candidate], scores: Sequence[float]) -> list
     return scored
 
 
-def page(hits: list[ScoredHit], offset: int, limit: int) -> list[ScoredHit]:
-    return hits[offset : offset + limit]
+def page(hits: list[ScoredHit], offset: int, limit: int | None) -> list[ScoredHit]:
+    """``[offset, offset + limit)`` of the reranked hits; limit None: all from offset."""
+    return hits[offset : None if limit is None else offset + limit]
 
 
 def round_distances(hits: list[ScoredHit], round_decimal: int) -> list[ScoredHit]:

@@ -23,6 +23,7 @@ from .engine import (
     Candidate,
     ScoredHit,
     order_hits,
+    page,
     plan_batches,
     round_distances,
     scatter,
@@ -235,8 +236,7 @@ def _finish(
         hits = [ScoredHit(c.pk, c.distance, c.entity) for c in candidates]
     else:
         hits = at_least(normalize(order_hits(candidates, scores), spec.score_normalization), spec.min_score)
-    end = None if limit is None else offset + limit
-    return round_distances(hits[offset:end], round_decimal)
+    return round_distances(page(hits, offset, limit), round_decimal)
 
 
 def _done(spec: RerankSpec, stats: RerankStats) -> None:
@@ -303,13 +303,17 @@ def _window(window: int, call: dict[str, Any]) -> tuple[int, int]:
     params = dict(call.get("search_params") or {})
     offset = int(call.pop("offset", None) or params.pop("offset", None) or 0)
     limit = int(call.get("limit") or 10)
+    _check_window(window, offset, limit)
+    call.update(limit=window, search_params=params)
+    return offset, limit
+
+
+def _check_window(window: int, offset: int, limit: int) -> None:
     if window < offset + limit:
         raise RerankParamError(
             f"rerank_window: {window} must be >= offset + limit ({offset} + {limit} = {offset + limit}): "
             "the window is the set of hits reranked and paged through; raise rerank_window or lower limit/offset"
         )
-    call.update(limit=window, search_params=params)
-    return offset, limit
 
 
 def hybrid_flow(
@@ -366,11 +370,7 @@ def hybrid_flow(
     if spec.rerank_window is not None:
         # Hybrid: the sub-requests' limits decide what is retrieved (Milvus's semantics); the window caps how
         # many of the union (first occurrence order) are reranked.
-        if spec.rerank_window < offset + limit:
-            raise RerankParamError(
-                f"rerank_window: {spec.rerank_window} must be >= offset + limit ({offset} + {limit} = "
-                f"{offset + limit}): raise rerank_window or lower limit/offset"
-            )
+        _check_window(spec.rerank_window, offset, limit)
         candidates = [c[: spec.rerank_window] for c in candidates]
     scores = yield from _rerank(spec, queries, candidates, stats, score_cache)
     ranked: list[list[ScoredHit]] = [
