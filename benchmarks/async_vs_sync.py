@@ -40,8 +40,13 @@ def workload(endpoint: str, n: int, seed: int = 3) -> list[tuple[list[list[float
             name=f"vllm_{i}",
             input_field_names=["document"],
             function_type=FunctionType.RERANK,
-            params={"reranker": "model", "provider": "vllm", "endpoint": endpoint, "queries": [query],
-                    "maxBatch": MAX_BATCH},
+            params={
+                "reranker": "model",
+                "provider": "vllm",
+                "endpoint": endpoint,
+                "queries": [query],
+                "maxBatch": MAX_BATCH,
+            },
         )
         out.append(([[rng.random() for _ in range(DIM)]], fn))
     return out
@@ -49,8 +54,14 @@ def workload(endpoint: str, n: int, seed: int = 3) -> list[tuple[list[list[float
 
 def kwargs_of(item: tuple[list[list[float]], Function]) -> dict[str, Any]:
     data, fn = item
-    return {"collection_name": "bench", "data": data, "anns_field": "dense_vector", "limit": LIMIT,
-            "output_fields": ["document"], "ranker": fn}
+    return {
+        "collection_name": "bench",
+        "data": data,
+        "anns_field": "dense_vector",
+        "limit": LIMIT,
+        "output_fields": ["document"],
+        "ranker": fn,
+    }
 
 
 def summary(result: Any) -> list[tuple[int, float]]:
@@ -64,16 +75,21 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--docs", type=int, default=2000)
-    parser.add_argument("--client-limit", type=int, default=None,
-                        help="rerank_client_limit of both clients (default: the clients' own default, 64)")
+    parser.add_argument(
+        "--client-limit",
+        type=int,
+        default=None,
+        help="rerank_client_limit of both clients (default: the clients' own default, 64)",
+    )
     args = parser.parse_args()
     conc = args.concurrency
     n_concurrent = conc * 5  # searches per round for the concurrent contenders
     n_loop = conc  # the sync loop is slow: one "wave" of searches per round
 
-    with milvus_lite_server() as uri, loopback_service(
-        request_latency=args.latency, per_document_latency=args.per_doc
-    ) as endpoint:
+    with (
+        milvus_lite_server() as uri,
+        loopback_service(request_latency=args.latency, per_document_latency=args.per_doc) as endpoint,
+    ):
         populate(uri, args.docs)
         items = workload(endpoint, conc)
         limit = {} if args.client_limit is None else {"rerank_client_limit": args.client_limit}
@@ -112,9 +128,11 @@ def main() -> int:
                 print("MISMATCH between async and sync results", file=sys.stderr)
                 return 1
             extra = one(0).extra["rerank"]
-            print(f"each search: {extra.candidates} candidates, {extra.batches} rerank requests of <= {MAX_BATCH}; "
-                  f"service latency {args.latency * 1000:g} ms + {args.per_doc * 1000:g} ms/doc; "
-                  f"{args.docs} docs in milvus-lite server")
+            print(
+                f"each search: {extra.candidates} candidates, {extra.batches} rerank requests of <= {MAX_BATCH}; "
+                f"service latency {args.latency * 1000:g} ms + {args.per_doc * 1000:g} ms/doc; "
+                f"{args.docs} docs in milvus-lite server"
+            )
 
             contenders = {
                 "sync loop (1 thread)": (sync_loop, n_loop),

@@ -76,8 +76,14 @@ def _serve(conn: Any, kwargs: dict[str, Any]) -> None:
                 # Milvus, no ramp-down while the last searches drain).
                 middle = served[len(served) // 10 : len(served) - len(served) // 10]
                 steady = (len(middle) - 1) / (middle[-1] - middle[0]) if len(middle) > 1 else 0.0
-                conn.send({"max_in_flight": srv.max_in_flight, "requests": srv.requests.count, "busy_rate": busy,
-                           "steady_rate": steady})
+                conn.send(
+                    {
+                        "max_in_flight": srv.max_in_flight,
+                        "requests": srv.requests.count,
+                        "busy_rate": busy,
+                        "steady_rate": steady,
+                    }
+                )
             elif command == "reset":
                 srv.max_in_flight = 0
                 srv.requests.count = 0
@@ -125,7 +131,12 @@ def verdict(ok: bool) -> str:
 
 
 def sequential_loop(
-    client: MilvusClient, http: httpx.Client, url: str, vectors: list[list[float]], queries: list[str], limit: int,
+    client: MilvusClient,
+    http: httpx.Client,
+    url: str,
+    vectors: list[list[float]],
+    queries: list[str],
+    limit: int,
     batch: int,
 ) -> None:
     """What Milvus does: search, then every batch of every query one after another."""
@@ -205,8 +216,9 @@ def main() -> int:
                 fresh = ranker(svc.endpoint, [f"cache probe {uuid.uuid4().hex}"], maxBatch=16, cache=True)
                 for rerank_list, total_list in ((cold_rerank, cold_total), (warm_rerank, warm_total)):
                     started = time.perf_counter()
-                    res = client.search("bench", data=[query_vector(100 + n)], anns_field="dense_vector", limit=100,
-                                        ranker=fresh)
+                    res = client.search(
+                        "bench", data=[query_vector(100 + n)], anns_field="dense_vector", limit=100, ranker=fresh
+                    )
                     total_list.append(time.perf_counter() - started)
                     rerank_list.append(res.extra["rerank"].rerank_seconds)
                 assert res.extra["rerank"].cache_hits == 100 and res.extra["rerank"].requests == 0
@@ -235,8 +247,13 @@ def main() -> int:
 
                     def worker(seed: int, loaded: MilvusClient = loaded, fn: Function = fn) -> None:
                         for r in range(rounds):
-                            loaded.search("bench", data=[query_vector(seed * 10 + r)], anns_field="dense_vector",
-                                          limit=64, ranker=fn)
+                            loaded.search(
+                                "bench",
+                                data=[query_vector(seed * 10 + r)],
+                                anns_field="dense_vector",
+                                limit=64,
+                                ranker=fn,
+                            )
 
                     started = time.perf_counter()
                     with ThreadPoolExecutor(64) as pool:
@@ -244,13 +261,19 @@ def main() -> int:
                     wall = time.perf_counter() - started
                     loaded.close()
                 else:
+
                     async def run_async(fn: Function = fn) -> float:
                         aclient = shared_async(limit_)
 
                         async def worker(seed: int) -> None:
                             for r in range(rounds):
-                                await aclient.search("bench", data=[query_vector(seed * 10 + r)],
-                                                     anns_field="dense_vector", limit=64, ranker=fn)
+                                await aclient.search(
+                                    "bench",
+                                    data=[query_vector(seed * 10 + r)],
+                                    anns_field="dense_vector",
+                                    limit=64,
+                                    ranker=fn,
+                                )
 
                         began = time.perf_counter()
                         await asyncio.gather(*(worker(s) for s in range(64)))
@@ -276,8 +299,9 @@ def main() -> int:
 
             def flaky_search(seed: int) -> tuple[bool, int]:
                 try:
-                    res = client.search("bench", data=[query_vector(seed)], anns_field="dense_vector", limit=64,
-                                        ranker=flaky)
+                    res = client.search(
+                        "bench", data=[query_vector(seed)], anns_field="dense_vector", limit=64, ranker=flaky
+                    )
                     return True, res.extra["rerank"].retries
                 except pymilvus.MilvusException:
                     return False, 0
@@ -295,10 +319,12 @@ def main() -> int:
             hanging = ranker(svc.endpoint, ["down probe"], on_failure="passthrough", timeout=1.0)
             closed = ranker("http://127.0.0.1:9", ["down probe"], on_failure="passthrough", timeout=1.0)
             for name, fn in (("hanging", hanging), ("refusing", closed)):
+
                 def down(seed: int, fn: Function = fn) -> tuple[float, float, bool]:
                     began = time.perf_counter()
-                    res = client.search("bench", data=[query_vector(seed)], anns_field="dense_vector", limit=32,
-                                        ranker=fn)
+                    res = client.search(
+                        "bench", data=[query_vector(seed)], anns_field="dense_vector", limit=32, ranker=fn
+                    )
                     stats = res.extra["rerank"]
                     return time.perf_counter() - began, stats.rerank_seconds, stats.fallback
 
@@ -307,8 +333,9 @@ def main() -> int:
 
                     async def one(seed: int) -> tuple[float, float, bool]:
                         began = time.perf_counter()
-                        res = await aclient.search("bench", data=[query_vector(seed)], anns_field="dense_vector",
-                                                   limit=32, ranker=fn)
+                        res = await aclient.search(
+                            "bench", data=[query_vector(seed)], anns_field="dense_vector", limit=32, ranker=fn
+                        )
                         stats = res.extra["rerank"]
                         return time.perf_counter() - began, stats.rerank_seconds, stats.fallback
 

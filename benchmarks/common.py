@@ -92,9 +92,7 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
-) -> dict[str, float]:
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
     """Run the contenders round-robin so machine noise hits them alike; median seconds of each."""
     for fn in fns.values():
         for _ in range(warmup):

@@ -12,7 +12,7 @@ from common import DIM, insert_rows, random_rows
 
 from vllm_ranker import DataType, MilvusClient
 from vllm_ranker.testing import milvus_lite_server as start_server
-from vllm_ranker.text_collection import add_text_fields, text_index_params
+from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 
 @contextlib.contextmanager

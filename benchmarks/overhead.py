@@ -68,9 +68,7 @@ def main() -> int:
             return sorted(zip(scores, [h["id"] for h in hits[0]], strict=True), key=lambda t: (-t[0], t[1]))
 
         def ours(limit: int, batch: int) -> None:
-            client.search(
-                "bench", data=vector, anns_field="dense_vector", limit=limit, ranker=ranker(endpoint, batch)
-            )
+            client.search("bench", data=vector, anns_field="dense_vector", limit=limit, ranker=ranker(endpoint, batch))
 
         overhead = interleaved_medians(
             {

@@ -109,29 +109,52 @@ def make_searches(endpoint: str, n: int, seed: int) -> list[Search]:
             name=f"vllm_{i}",
             input_field_names=["document"],
             function_type=FunctionType.RERANK,
-            params={"reranker": "model", "provider": "vllm", "endpoint": endpoint, "queries": queries,
-                    "maxBatch": rng.choice([4, 8, 16, 32]), "timeout": TIMEOUT_S, "max_retries": 2},
+            params={
+                "reranker": "model",
+                "provider": "vllm",
+                "endpoint": endpoint,
+                "queries": queries,
+                "maxBatch": rng.choice([4, 8, 16, 32]),
+                "timeout": TIMEOUT_S,
+                "max_retries": 2,
+            },
         )
-        out.append(Search(("dense", "text", "hybrid")[i % 3], queries, vectors, rng.randint(3, 25),
-                          rng.randint(0, 5), ranker))
+        out.append(
+            Search(("dense", "text", "hybrid")[i % 3], queries, vectors, rng.randint(3, 25), rng.randint(0, 5), ranker)
+        )
     return out
 
 
 def call_of(search: Search) -> tuple[str, dict[str, Any]]:
     if search.kind == "hybrid":
-        reqs = [AnnSearchRequest(search.vectors, "dense_vector", {}, search.limit + 5),
-                AnnSearchRequest(search.queries, "sparse_vector", {}, search.limit + 5)]
-        return "hybrid_search", {"collection_name": "bench", "reqs": reqs, "ranker": search.ranker,
-                                 "limit": search.limit, "offset": search.offset, "output_fields": ["document"]}
+        reqs = [
+            AnnSearchRequest(search.vectors, "dense_vector", {}, search.limit + 5),
+            AnnSearchRequest(search.queries, "sparse_vector", {}, search.limit + 5),
+        ]
+        return "hybrid_search", {
+            "collection_name": "bench",
+            "reqs": reqs,
+            "ranker": search.ranker,
+            "limit": search.limit,
+            "offset": search.offset,
+            "output_fields": ["document"],
+        }
     dense = search.kind == "dense"
-    return "search", {"collection_name": "bench", "data": search.vectors if dense else search.queries,
-                      "anns_field": "dense_vector" if dense else "sparse_vector", "limit": search.limit,
-                      "offset": search.offset, "output_fields": ["document"], "ranker": search.ranker}
+    return "search", {
+        "collection_name": "bench",
+        "data": search.vectors if dense else search.queries,
+        "anns_field": "dense_vector" if dense else "sparse_vector",
+        "limit": search.limit,
+        "offset": search.offset,
+        "output_fields": ["document"],
+        "ranker": search.ranker,
+    }
 
 
 def normalise(result: Any) -> Normalised:
-    return tuple(tuple((int(h["id"]), float(h["distance"]), str(h["entity"]["document"])) for h in hits)
-                 for hits in result)
+    return tuple(
+        tuple((int(h["id"]), float(h["distance"]), str(h["entity"]["document"])) for h in hits) for hits in result
+    )
 
 
 def check_truth(search: Search, got: Normalised) -> None:
@@ -277,8 +300,9 @@ def main() -> int:
                 finally:
                     await client.close()
 
-            tally.record("async-fresh", searches[k], truth[k],
-                         asyncio.run_coroutine_threadsafe(fresh_async(), loop).result())
+            tally.record(
+                "async-fresh", searches[k], truth[k], asyncio.run_coroutine_threadsafe(fresh_async(), loop).result()
+            )
 
         gc.collect()
         samples = [(0.0, 0, rss_mb(), open_fds())]
@@ -296,9 +320,11 @@ def main() -> int:
                 elapsed = time.monotonic() - started
                 samples.append((elapsed, tally.total, rss_mb(), open_fds()))
                 s = samples[-1]
-                print(f"  {s[0]:6.0f} s  {s[1]:7d} searches  RSS {s[2]:7.1f} MB  fds {s[3]:4d}  "
-                      f"errors {sum(tally.errors.values())}  wrong {len(tally.wrong)}  unclean {len(tally.unclean)}",
-                      flush=True)
+                print(
+                    f"  {s[0]:6.0f} s  {s[1]:7d} searches  RSS {s[2]:7.1f} MB  fds {s[3]:4d}  "
+                    f"errors {sum(tally.errors.values())}  wrong {len(tally.wrong)}  unclean {len(tally.unclean)}",
+                    flush=True,
+                )
         finally:
             stop.set()
             for worker in workers:
@@ -324,8 +350,10 @@ def main() -> int:
     print(f"  unclean failures: {len(tally.unclean)}")
     for line in tally.unclean[:5]:
         print(f"    {line}")
-    print(f"RSS: start {samples[0][2]:.1f} MB, first sample {first[2]:.1f} MB, end {last[2]:.1f} MB "
-          f"(after closing the clients {after_close[0]:.1f} MB)")
+    print(
+        f"RSS: start {samples[0][2]:.1f} MB, first sample {first[2]:.1f} MB, end {last[2]:.1f} MB "
+        f"(after closing the clients {after_close[0]:.1f} MB)"
+    )
     print(f"fds: start {samples[0][3]}, first sample {first[3]}, end {last[3]} (after closing {after_close[1]})")
     ok = not tally.wrong and not tally.unclean and tally.correct > 0
     print("OK: every answer right or a clean error" if ok else "FAILED")

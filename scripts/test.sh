@@ -17,7 +17,7 @@ if [ "${VLLM_RANKER_SKIP_VLLM:-0}" != "1" ] && [ -f scripts/install-vllm.sh ]; t
   bash scripts/install-vllm.sh "$VLLM_RANKER_VLLM_VENV"
 fi
 
-echo "== ruff"; .venv/bin/ruff check src tests benchmarks
+echo "== ruff"; .venv/bin/ruff check src tests benchmarks && .venv/bin/ruff format --check src tests benchmarks
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

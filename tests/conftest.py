@@ -11,7 +11,7 @@ import pytest
 
 from vllm_ranker import AsyncMilvusClient, DataType, Function, FunctionType, MilvusClient
 from vllm_ranker.testing import RerankServer, milvus_lite_server
-from vllm_ranker.text_collection import add_text_fields, text_index_params
+from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 DIM = 16
 CORPUS = [
@@ -93,7 +93,7 @@ def _fresh_server(request: pytest.FixtureRequest) -> None:
 def milvus(tmp_path_factory: pytest.TempPathFactory, server: RerankServer) -> Iterator[MilvusClient]:
     path: Path = tmp_path_factory.mktemp("milvus") / "test.db"
     client = MilvusClient(uri=str(path))
-    client._test_uri = str(path)  # type: ignore[attr-defined]
+    client._test_uri = str(path)
     create_docs_collection(client, "docs", server.endpoint, CORPUS)
     create_docs_collection(client, "empty", server.endpoint, [])
     yield client
@@ -129,7 +129,7 @@ class AsyncAsSync:
 @pytest.fixture(scope="session")
 def async_milvus(milvus: MilvusClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsyncAsSync]:
     loop = asyncio.new_event_loop()
-    client = AsyncMilvusClient(uri=milvus._test_uri)  # type: ignore[attr-defined]
+    client = AsyncMilvusClient(uri=milvus._test_uri)
     yield AsyncAsSync(client, loop)
     loop.run_until_complete(client.close())
     loop.close()

@@ -1,27 +1,32 @@
 """vllm-ranker: Milvus 2.6's model rankers (vLLM and friends) on every Milvus, as a drop-in pymilvus client.
 
-from vllm_ranker import MilvusClient, Function, FunctionType, AnnSearchRequest
+    from vllm_ranker import MilvusClient, Function, FunctionType, AnnSearchRequest
+
+The names below are the supported API. They are loaded on first use (PEP 562), so ``import vllm_ranker`` and
+the ``vllm-ranker`` command start without importing pymilvus. ``vllm_ranker.testing`` is the public test kit;
+every other module is internal.
 """
 
 from __future__ import annotations
 
-from pymilvus import (
-    AnnSearchRequest,
-    DataType,
-    FunctionType,
-    MilvusException,
-    RRFRanker,
-    WeightedRanker,
-)
-
-from .async_milvus import AsyncMilvusClient
-from .errors import RerankError, RerankParamError, RerankServiceError, RerankTimeout
-from .function import Function  # pymilvus's, with API keys masked in its repr
-from .milvus import MilvusClient
-from .spec import RerankSpec, is_model_ranker, parse_ranker
-from .stats import RerankStats
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "AnnSearchRequest": "pymilvus",
+    "DataType": "pymilvus",
+    "FunctionType": "pymilvus",
+    "Function": "vllm_ranker.function",  # pymilvus's, with API keys masked in its repr
+    "MilvusClient": "vllm_ranker.milvus",
+    "AsyncMilvusClient": "vllm_ranker.async_milvus",
+    "RerankError": "vllm_ranker.errors",
+    "RerankParamError": "vllm_ranker.errors",
+    "RerankServiceError": "vllm_ranker.errors",
+    "RerankTimeout": "vllm_ranker.errors",
+    "RerankStats": "vllm_ranker.stats",
+}
 
 __all__ = [
     "AnnSearchRequest",
@@ -30,15 +35,32 @@ __all__ = [
     "Function",
     "FunctionType",
     "MilvusClient",
-    "MilvusException",
-    "RRFRanker",
     "RerankError",
     "RerankParamError",
     "RerankServiceError",
-    "RerankSpec",
     "RerankStats",
     "RerankTimeout",
-    "WeightedRanker",
-    "is_model_ranker",
-    "parse_ranker",
+    "__version__",
 ]
+
+if TYPE_CHECKING:
+    from pymilvus import AnnSearchRequest, DataType, FunctionType
+
+    from vllm_ranker.async_milvus import AsyncMilvusClient
+    from vllm_ranker.errors import RerankError, RerankParamError, RerankServiceError, RerankTimeout
+    from vllm_ranker.function import Function
+    from vllm_ranker.milvus import MilvusClient
+    from vllm_ranker.stats import RerankStats
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vllm_ranker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

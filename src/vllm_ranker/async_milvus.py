@@ -1,7 +1,7 @@
 """``vllm_ranker.AsyncMilvusClient``: ``pymilvus.AsyncMilvusClient`` with the model ranker.
 
-Same flow, spec, providers, errors and result types as the sync client (flow.py); only the steps are awaited:
-the sub-searches of a hybrid search run concurrently, and cancelling the search cancels its HTTP calls.
+Same flow, spec, providers, errors and result types as the sync client (core/flow.py); only the steps are
+awaited: the sub-searches of a hybrid search run concurrently, and cancelling the search cancels its HTTP calls.
 Note: on a Milvus Lite ``.db`` create collections and indexes with the sync client (the async one cannot).
 """
 
@@ -13,14 +13,18 @@ from typing import Any
 import pymilvus
 from pymilvus import AnnSearchRequest
 
-from .errors import RerankServiceError
-from .flow import Describe, Flow, Rerank, SchemaCache, Searches, hybrid_flow, search_flow
-from .score_cache import DEFAULT_CACHE_SIZE, ScoreCache
-from .spec import is_model_ranker
-from .transport import DEFAULT_CLIENT_LIMIT, AsyncTransport
+from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs
+from vllm_ranker.core.flow import Describe, Flow, Rerank, Searches
+from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
+from vllm_ranker.core.spec import is_model_ranker
+from vllm_ranker.errors import RerankServiceError
+from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, AsyncTransport
 
 
-class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
+@forget_schema_on_change
+class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignore[misc]
+    """Drop-in ``pymilvus.AsyncMilvusClient``; the same extra keyword arguments as ``MilvusClient``."""
+
     def __init__(
         self,
         uri: str = "./milvus.db",
@@ -34,13 +38,9 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
         rerank_cache_size: int = DEFAULT_CACHE_SIZE,
         **kwargs: Any,
     ) -> None:
-        self._schemas = SchemaCache()
-        self._scores = ScoreCache(rerank_cache_size)  # used by Functions with params['cache'] true
+        self._init_rerank(rerank_client_limit, rerank_cache_size)
         self._transport: AsyncTransport | None = None
-        self._rerank_client_limit = rerank_client_limit
-        super().__init__(
-            uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs
-        )
+        super().__init__(uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs)
 
     def _http(self) -> AsyncTransport:
         if self._transport is None:
@@ -65,12 +65,11 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
             return await super().search(
                 collection_name, data, filter, limit, output_fields, search_params, timeout, partition_names,
                 anns_field, ranker, **kwargs,
-            )
-        search_kwargs = dict(
-            kwargs, data=data, filter=filter, limit=limit, output_fields=output_fields, search_params=search_params,
-            timeout=timeout, partition_names=partition_names, anns_field=anns_field,
+            )  # fmt: skip
+        call = search_kwargs(
+            kwargs, data, filter, limit, output_fields, search_params, timeout, partition_names, anns_field
         )
-        return await self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs, self._scores))
+        return await self._run(self._search_flow(collection_name, ranker, call))
 
     async def hybrid_search(
         self,
@@ -88,15 +87,17 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
                 collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
             )
         common = dict(kwargs, output_fields=output_fields, timeout=timeout, partition_names=partition_names)
-        return await self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common, self._scores))
+        return await self._run(self._hybrid_flow(collection_name, reqs, ranker, limit, common))
 
     async def _run(self, flow: Flow) -> Any:
         reply: Any = None
+        failure: RerankServiceError | None = None
         while True:
             try:
-                step = flow.send(reply)
+                step = flow.send(reply) if failure is None else flow.throw(failure)
             except StopIteration as done:
                 return done.value
+            reply, failure = None, None
             if isinstance(step, Describe):
                 reply = await super().describe_collection(step.collection_name)
             elif isinstance(step, Searches):
@@ -105,18 +106,10 @@ class AsyncMilvusClient(pymilvus.AsyncMilvusClient):  # type: ignore[misc]
             elif isinstance(step, Rerank):
                 try:
                     reply = await self._http().rerank(step.spec, step.batches, step.stats)
-                except RerankServiceError as failed:  # the flow raises it, or falls back (on_failure)
-                    reply = failed
+                except RerankServiceError as failed:  # thrown into the flow: it raises or falls back
+                    failure = failed
             else:  # pragma: no cover - the flow yields nothing else
                 raise TypeError(step)
-
-    async def drop_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
-        self._schemas.forget(collection_name)
-        return await super().drop_collection(collection_name, *args, **kwargs)
-
-    async def create_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
-        self._schemas.forget(collection_name)
-        return await super().create_collection(collection_name, *args, **kwargs)
 
     async def close(self) -> None:
         if self._transport is not None:

@@ -1,7 +1,7 @@
 """``vllm_ranker.MilvusClient``: a ``pymilvus.MilvusClient`` that runs model rankers itself.
 
 Only a RERANK Function with ``reranker: model`` is handled here; every other ranker and every other method
-goes to the server untouched.
+goes to the server untouched. The flow's steps are carried out blocking.
 """
 
 from __future__ import annotations
@@ -12,16 +12,18 @@ from typing import Any
 import pymilvus
 from pymilvus import AnnSearchRequest
 
-from .errors import RerankServiceError
-from .flow import Describe, Flow, Rerank, SchemaCache, Searches, hybrid_flow, search_flow
-from .score_cache import DEFAULT_CACHE_SIZE, ScoreCache
-from .spec import is_model_ranker
-from .transport import DEFAULT_CLIENT_LIMIT, SyncTransport
+from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs
+from vllm_ranker.core.flow import Describe, Flow, Rerank, Searches
+from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
+from vllm_ranker.core.spec import is_model_ranker
+from vllm_ranker.errors import RerankServiceError
+from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 _TRANSPORT_LOCK = threading.Lock()
 
 
-class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
+@forget_schema_on_change
+class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
     """Drop-in ``pymilvus.MilvusClient``; ``uri`` defaults to an embedded Milvus Lite file.
 
     ``rerank_client_limit`` caps HTTP requests in flight across every search sharing this client;
@@ -41,13 +43,9 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
         rerank_cache_size: int = DEFAULT_CACHE_SIZE,
         **kwargs: Any,
     ) -> None:
-        self._schemas = SchemaCache()
-        self._scores = ScoreCache(rerank_cache_size)  # used by Functions with params['cache'] true
+        self._init_rerank(rerank_client_limit, rerank_cache_size)
         self._transport: SyncTransport | None = None
-        self._rerank_client_limit = rerank_client_limit
-        super().__init__(
-            uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs
-        )
+        super().__init__(uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs)
 
     def _http(self) -> SyncTransport:
         # Created on first use: clients that never rerank open no HTTP pool and no threads. Under a lock: the
@@ -75,30 +73,13 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
     ) -> Any:
         if not is_model_ranker(ranker):
             return super().search(
-                collection_name,
-                data,
-                filter,
-                limit,
-                output_fields,
-                search_params,
-                timeout,
-                partition_names,
-                anns_field,
-                ranker,
-                **kwargs,
-            )
-        search_kwargs = dict(
-            kwargs,
-            data=data,
-            filter=filter,
-            limit=limit,
-            output_fields=output_fields,
-            search_params=search_params,
-            timeout=timeout,
-            partition_names=partition_names,
-            anns_field=anns_field,
+                collection_name, data, filter, limit, output_fields, search_params, timeout, partition_names,
+                anns_field, ranker, **kwargs,
+            )  # fmt: skip
+        call = search_kwargs(
+            kwargs, data, filter, limit, output_fields, search_params, timeout, partition_names, anns_field
         )
-        return self._run(search_flow(self._schemas, collection_name, ranker, search_kwargs, self._scores))
+        return self._run(self._search_flow(collection_name, ranker, call))
 
     def hybrid_search(
         self,
@@ -116,15 +97,17 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
                 collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
             )
         common = dict(kwargs, output_fields=output_fields, timeout=timeout, partition_names=partition_names)
-        return self._run(hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common, self._scores))
+        return self._run(self._hybrid_flow(collection_name, reqs, ranker, limit, common))
 
     def _run(self, flow: Flow) -> Any:
         reply: Any = None
+        failure: RerankServiceError | None = None
         while True:
             try:
-                step = flow.send(reply)
+                step = flow.send(reply) if failure is None else flow.throw(failure)
             except StopIteration as done:
                 return done.value
+            reply, failure = None, None
             if isinstance(step, Describe):
                 reply = super().describe_collection(step.collection_name)
             elif isinstance(step, Searches):
@@ -132,27 +115,10 @@ class MilvusClient(pymilvus.MilvusClient):  # type: ignore[misc]
             elif isinstance(step, Rerank):
                 try:
                     reply = self._http().rerank(step.spec, step.batches, step.stats)
-                except RerankServiceError as failed:  # the flow raises it, or falls back (on_failure)
-                    reply = failed
+                except RerankServiceError as failed:  # thrown into the flow: it raises or falls back
+                    failure = failed
             else:  # pragma: no cover - the flow yields nothing else
                 raise TypeError(step)
-
-    # Schema changes made through this client invalidate the ranker's cached view of the collection.
-    def create_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
-        self._schemas.forget(collection_name)
-        return super().create_collection(collection_name, *args, **kwargs)
-
-    def drop_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
-        self._schemas.forget(collection_name)
-        return super().drop_collection(collection_name, *args, **kwargs)
-
-    def rename_collection(self, old_name: str, *args: Any, **kwargs: Any) -> Any:
-        self._schemas.forget()
-        return super().rename_collection(old_name, *args, **kwargs)
-
-    def add_collection_field(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
-        self._schemas.forget(collection_name)
-        return super().add_collection_field(collection_name, *args, **kwargs)
 
     def close(self) -> None:
         if self._transport is not None:

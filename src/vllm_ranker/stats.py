@@ -34,8 +34,6 @@ class RerankStats:
         return max(0.0, self.rerank_seconds - self.service_seconds)
 
     def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")
-        }
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         out["overhead_seconds"] = self.overhead_seconds
         return out

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from vllm_ranker import MilvusClient
-from vllm_ranker.corpus_files import Columns, CorpusFileError, read_corpus
-from vllm_ranker.embeddings import Embedder, EmbeddingServiceError
-from vllm_ranker.ingest import ID_FIELD, IngestCountError, ingest
 from vllm_ranker.testing import Recorded, Reply, RerankServer
+from vllm_ranker.tools.corpus_files import Columns, read_corpus
+from vllm_ranker.tools.embeddings import Embedder
+from vllm_ranker.tools.errors import CorpusFileError, EmbeddingServiceError, IngestCountError
+from vllm_ranker.tools.ingest import ID_FIELD, ingest
 
 N_DOCS = 50
 BATCH = 8
@@ -88,7 +89,7 @@ def test_killed_process_then_resume(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     ids = write_corpus(corpus)
     db = tmp_path / "killed.db"
-    cli = [sys.executable, "-m", "vllm_ranker.cli", "ingest", str(corpus), "--uri", str(db), "--collection", "c"]
+    cli = [sys.executable, "-m", "vllm_ranker.cli.main", "ingest", str(corpus), "--uri", str(db), "--collection", "c"]
     with RerankServer(request_latency=0.2) as server:
         args = [*cli, "--endpoint", server.endpoint, "--batch-size", str(BATCH)]
         env = dict(os.environ, COLUMNS="100")

@@ -9,12 +9,12 @@ import pytest
 
 from tests.eval.tiny_collection import QRELS, QUERIES
 from vllm_ranker import MilvusClient
-from vllm_ranker.corpus_files import read_corpus, read_qrels, read_queries
-from vllm_ranker.embeddings import Embedder
-from vllm_ranker.evaluation import METRICS, embed_queries, evaluate, score_run
-from vllm_ranker.ingest import ingest
-from vllm_ranker.pipelines import RerankConfig, Searcher, parse_pipelines
 from vllm_ranker.testing import RerankServer
+from vllm_ranker.tools.corpus_files import read_corpus, read_qrels, read_queries
+from vllm_ranker.tools.embeddings import Embedder
+from vllm_ranker.tools.evaluation import METRICS, embed_queries, evaluate, score_run
+from vllm_ranker.tools.ingest import ingest
+from vllm_ranker.tools.pipelines import RerankConfig, Searcher, parse_pipelines
 
 LOG2_3 = math.log2(3)
 

@@ -91,8 +91,13 @@ def search(client: Any, pks: list[int], field: str = "document", **params: Any) 
     params = {"reranker": "model", "provider": "vllm", "queries": [QUERY], **params}
     ranker = Function(name="r", input_field_names=[field], function_type=FunctionType.RERANK, params=params)
     return client.search(
-        "hostile_docs", data=[vector(0)], anns_field="vec", filter=f"id in {pks}", limit=len(pks),
-        output_fields=[field], ranker=ranker,
+        "hostile_docs",
+        data=[vector(0)],
+        anns_field="vec",
+        filter=f"id in {pks}",
+        limit=len(pks),
+        output_fields=[field],
+        ranker=ranker,
     )
 
 
@@ -129,8 +134,9 @@ def test_lone_surrogates_cannot_be_stored_but_a_query_may_hold_one(
         milvus.insert("hostile_docs", [{"id": 999, "document": "lone \ud800", "vec": vector(999)}])
     pks = ids_of({"ascii": UNICODE_DOCS["ascii"]}, hostile)
     ranker = rerank_function(server.endpoint, ["AI \udfff research"])
-    result = client.search("hostile_docs", data=[vector(0)], anns_field="vec", filter=f"id in {pks}", limit=1,
-                           ranker=ranker)
+    result = client.search(
+        "hostile_docs", data=[vector(0)], anns_field="vec", filter=f"id in {pks}", limit=1, ranker=ranker
+    )
     assert [r.body["query"] for r in rerank_requests(server)] == ["AI \udfff research"]
     assert result[0][0]["distance"] == pytest.approx(overlap_score("AI \udfff research", UNICODE_DOCS["ascii"]))
 
@@ -161,8 +167,12 @@ def test_none_in_a_non_nullable_text_field_is_refused_or_becomes_its_default(
     pks = [0, 1, 2, 3]
     result = search(client, pks, field="filled", endpoint=server.endpoint)
     assert sorted(sent_documents(server)) == sorted(["(no text)", "(no text)", "text 0", "text 2"])
-    assert {h["id"]: h["entity"]["filled"] for h in result[0]} == {0: "text 0", 1: "(no text)", 2: "text 2",
-                                                                   3: "(no text)"}
+    assert {h["id"]: h["entity"]["filled"] for h in result[0]} == {
+        0: "text 0",
+        1: "(no text)",
+        2: "text 2",
+        3: "(no text)",
+    }
 
 
 # -- 10,000 candidates ------------------------------------------------------------------------------------
@@ -192,8 +202,14 @@ def test_ten_thousand_candidates_match_direct_scoring(
 ) -> None:
     query = "AI research progress alpha"
     ranker = rerank_function(server.endpoint, [query], maxBatch=256)
-    result = client.search("ten_thousand", data=[[1.0, 0.5, 0.25, 0.125]], anns_field="vec", limit=TEN_K,
-                           output_fields=["document"], ranker=ranker)
+    result = client.search(
+        "ten_thousand",
+        data=[[1.0, 0.5, 0.25, 0.125]],
+        anns_field="vec",
+        limit=TEN_K,
+        output_fields=["document"],
+        ranker=ranker,
+    )
     assert len(result[0]) == TEN_K
     assert [(h["id"], h["distance"]) for h in result[0]] == truth(query, ten_thousand)
     sent = sent_documents(server)
@@ -218,8 +234,14 @@ def answer_with(scores_for: Any) -> Any:
 
 
 def plain_search(client: Any, server: RerankServer, **params: Any) -> Any:
-    return client.search("docs", data=[QUERY], anns_field="dense_vector", limit=5, output_fields=["document"],
-                         ranker=rerank_function(server.endpoint, [QUERY], **params))
+    return client.search(
+        "docs",
+        data=[QUERY],
+        anns_field="dense_vector",
+        limit=5,
+        output_fields=["document"],
+        ranker=rerank_function(server.endpoint, [QUERY], **params),
+    )
 
 
 def test_nan_score_is_an_error_naming_provider_and_result(client: Any, server: RerankServer) -> None:

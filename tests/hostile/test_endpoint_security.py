@@ -20,10 +20,11 @@ import trustme
 
 from tests.conftest import rerank_requests
 from tests.hostile.helpers import no_hang
-from vllm_ranker import Function, FunctionType, MilvusClient, RerankParamError, RerankServiceError, parse_ranker
-from vllm_ranker.endpoint_security import REDIRECT_HINT, TLS_HINT
-from vllm_ranker.spec import CollectionInfo
+from vllm_ranker import Function, FunctionType, MilvusClient, RerankParamError, RerankServiceError
+from vllm_ranker.core.schema import CollectionInfo
+from vllm_ranker.core.spec import parse_ranker
 from vllm_ranker.testing import Recorded, Reply, RerankServer, hashed_embedding
+from vllm_ranker.transport.exchange import REDIRECT_HINT, TLS_HINT
 
 QUERY = "AI research progress"
 KEY = "sk-redirect-test-key-0123456789"
@@ -31,14 +32,22 @@ KEY = "sk-redirect-test-key-0123456789"
 
 def ranker(endpoint: str, **params: Any) -> Function:
     return Function(
-        name="r", input_field_names=["document"], function_type=FunctionType.RERANK,
+        name="r",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
         params={"reranker": "model", "provider": "vllm", "queries": [QUERY], "endpoint": endpoint, **params},
     )
 
 
 def search(client: Any, endpoint: str, **params: Any) -> Any:
-    return client.search("docs", data=[hashed_embedding(QUERY, 16)], anns_field="dense_vector", limit=3,
-                         output_fields=["document"], ranker=ranker(endpoint, **params))
+    return client.search(
+        "docs",
+        data=[hashed_embedding(QUERY, 16)],
+        anns_field="dense_vector",
+        limit=3,
+        output_fields=["document"],
+        ranker=ranker(endpoint, **params),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +92,16 @@ def test_a_bad_endpoint_fails_before_any_search_or_request(client: Any, server: 
     assert server.requests == []
 
 
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8000", "https://rerank.example.com/v1/rerank",
-                                      "HTTP://LOCALHOST:8000", "http://[::1]:8000", "  http://h:1  "])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8000",
+        "https://rerank.example.com/v1/rerank",
+        "HTTP://LOCALHOST:8000",
+        "http://[::1]:8000",
+        "  http://h:1  ",
+    ],
+)
 def test_http_and_https_endpoints_are_accepted(docs_info: CollectionInfo, endpoint: str) -> None:
     assert parse_ranker(ranker(endpoint), docs_info, env={}).targets[0].url.lower().startswith(("http", "https"))
 
@@ -132,7 +149,7 @@ def test_a_trusted_ca_from_ssl_cert_file_verifies(
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    fresh = MilvusClient(uri=milvus._test_uri)  # type: ignore[attr-defined]  # its HTTP client reads the env
+    fresh = MilvusClient(uri=milvus._test_uri)  # its HTTP client reads the env
     try:
         result = search(fresh, https(https_server))
     finally:

@@ -27,7 +27,8 @@ QUERY = "AI research progress"
 LIMIT = 5
 MARGIN = 10.0  # seconds beyond the deadline still counted as "ended": slow CI, thread start-up, Milvus Lite
 HTML_PAGE = (
-    "<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>" + "body{margin:0}" * 100
+    "<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>"
+    + "body{margin:0}" * 100
     + "</style></head><body><h1>502 Bad Gateway</h1><p>nginx/1.25.3</p></body></html>"
 )
 
@@ -35,8 +36,14 @@ HTML_PAGE = (
 def search(client: Any, endpoint: str, **params: Any) -> Any:
     """A plain search with vector data (text data would call the server's /v1/embeddings, eating the script)."""
     ranker = rerank_function(endpoint, [QUERY], **params)
-    return client.search("docs", data=[hashed_embedding(QUERY, 16)], anns_field="dense_vector", limit=LIMIT,
-                         output_fields=["document"], ranker=ranker)
+    return client.search(
+        "docs",
+        data=[hashed_embedding(QUERY, 16)],
+        anns_field="dense_vector",
+        limit=LIMIT,
+        output_fields=["document"],
+        ranker=ranker,
+    )
 
 
 def fails_within(
@@ -256,8 +263,18 @@ def test_truncated_or_broken_json(client: Any, server: RerankServer, raw: str) -
         (lambda n: {"index": 0}, "results is a dict, expected a list"),
         (lambda n: "ok", "results is a str"),
     ],
-    ids=["too-few", "too-many", "none", "duplicates", "index-as-string", "score-as-string", "score-null",
-         "score-missing", "results-object", "results-string"],
+    ids=[
+        "too-few",
+        "too-many",
+        "none",
+        "duplicates",
+        "index-as-string",
+        "score-as-string",
+        "score-null",
+        "score-missing",
+        "results-object",
+        "results-string",
+    ],
 )
 def test_wrong_answers_name_the_problem(
     client: Any, server: RerankServer, results: Callable[[int], Any], expected: str
@@ -269,9 +286,7 @@ def test_wrong_answers_name_the_problem(
 
 
 # -- the documented fallback -----------------------------------------------------------------------------
-def test_passthrough_answers_in_first_stage_order_when_the_service_is_down(
-    client: Any, milvus: MilvusClient
-) -> None:
+def test_passthrough_answers_in_first_stage_order_when_the_service_is_down(client: Any, milvus: MilvusClient) -> None:
     with no_hang(3 * MARGIN), Stopwatch() as watch:
         result = search(client, f"http://127.0.0.1:{refused_port()}", on_failure="passthrough", timeout=2)
     assert watch.seconds < 2 + MARGIN

@@ -24,17 +24,37 @@ from pymilvus import Function, FunctionType, MilvusException
 
 from tests.conftest import DIM
 from tests.hostile.helpers import no_hang
-from vllm_ranker import MilvusClient, RerankError, RerankSpec, parse_ranker
+from vllm_ranker import MilvusClient, RerankError
+from vllm_ranker.core.schema import CollectionInfo
+from vllm_ranker.core.spec import RerankSpec, parse_ranker
 from vllm_ranker.providers import PROVIDERS
-from vllm_ranker.spec import CollectionInfo
 from vllm_ranker.testing import RerankServer
 
 CORE_KEYS = (
-    "reranker", "provider", "queries", "endpoint", "endpoints", "model_name", "maxBatch", "max_batch",
-    "max_client_batch_size", "truncate_prompt_tokens", "credential", "api_key", "timeout", "max_retries",
-    "max_concurrency", "tls_verify",
+    "reranker",
+    "provider",
+    "queries",
+    "endpoint",
+    "endpoints",
+    "model_name",
+    "maxBatch",
+    "max_batch",
+    "max_client_batch_size",
+    "truncate_prompt_tokens",
+    "credential",
+    "api_key",
+    "timeout",
+    "max_retries",
+    "max_concurrency",
+    "tls_verify",
     # issue 5's opt-in params (the fuzz must cover them too; absent keys are harmless)
-    "cache", "cache_ttl", "rerank_window", "score_normalization", "min_score", "on_failure", "eject_after",
+    "cache",
+    "cache_ttl",
+    "rerank_window",
+    "score_normalization",
+    "min_score",
+    "on_failure",
+    "eject_after",
     "eject_seconds",
 )
 OPTION_KEYS = tuple(sorted({o.key for p in PROVIDERS.values() for o in p.options}))
@@ -55,21 +75,70 @@ ALIASES = {
 }
 
 CHARS = st.characters(codec=None, categories=None)  # every plane, lone surrogates and controls included
-TRICKY_STRINGS = st.sampled_from([
-    "", " ", "0", "-1", "1", "32", "1.5", "1e999", "-1e999", "nan", "inf", "-inf", "1e308", "9" * 5000, "true",
-    "false", "yes", "null", "[]", "[1]", '["a", 2]', '["q"]', "{}", "model", "vllm", "cohere", "http://",
-    "http://[::1", "http://h:99999", "http://h:0", "ftp://h", "file:///etc/passwd", "javascript:alert(1)",
-    "localhost:8000", "http://u:p@h", "http://h\r\nX: y", "http://h/\x00", "\ud800", "\x00", "🦀", "‮",
-])
+TRICKY_STRINGS = st.sampled_from(
+    [
+        "",
+        " ",
+        "0",
+        "-1",
+        "1",
+        "32",
+        "1.5",
+        "1e999",
+        "-1e999",
+        "nan",
+        "inf",
+        "-inf",
+        "1e308",
+        "9" * 5000,
+        "true",
+        "false",
+        "yes",
+        "null",
+        "[]",
+        "[1]",
+        '["a", 2]',
+        '["q"]',
+        "{}",
+        "model",
+        "vllm",
+        "cohere",
+        "http://",
+        "http://[::1",
+        "http://h:99999",
+        "http://h:0",
+        "ftp://h",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "localhost:8000",
+        "http://u:p@h",
+        "http://h\r\nX: y",
+        "http://h/\x00",
+        "\ud800",
+        "\x00",
+        "🦀",
+        "‮",
+    ]
+)
 SCALARS = (
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(CHARS, max_size=30) | TRICKY_STRINGS
-    | st.binary(max_size=10) | st.decimals(allow_nan=True) | st.complex_numbers(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(CHARS, max_size=30)
+    | TRICKY_STRINGS
+    | st.binary(max_size=10)
+    | st.decimals(allow_nan=True)
+    | st.complex_numbers(allow_nan=True)
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-    | st.dictionaries(st.text(CHARS, max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(CHARS, max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 RANDOM_KEYS = st.text(CHARS, max_size=20)
@@ -103,8 +172,10 @@ def base_params(endpoint: str) -> dict[str, Any]:
 
 def function(params: Any, fields: Any = ("document",)) -> Function:
     return Function(
-        name="fuzzed", input_field_names=list(fields) if isinstance(fields, tuple) else fields,
-        function_type=FunctionType.RERANK, params=params,
+        name="fuzzed",
+        input_field_names=list(fields) if isinstance(fields, tuple) else fields,
+        function_type=FunctionType.RERANK,
+        params=params,
     )
 
 
@@ -119,7 +190,8 @@ FAST = settings(
     max_examples=EXAMPLES, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 SEARCHES = settings(
-    max_examples=max(25, EXAMPLES // 6), deadline=timedelta(seconds=20),
+    max_examples=max(25, EXAMPLES // 6),
+    deadline=timedelta(seconds=20),
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
@@ -147,8 +219,21 @@ def test_any_param_value_parses_or_names_the_key(docs_info: CollectionInfo, chan
 
 
 FIELD_NAMES = st.one_of(
-    st.sampled_from([["document"], [], [""], ["missing"], ["note"], ["id"], ["year"], ["dense_vector"],
-                     ["document", "category"], ["DOCUMENT"], ["document "]]),
+    st.sampled_from(
+        [
+            ["document"],
+            [],
+            [""],
+            ["missing"],
+            ["note"],
+            ["id"],
+            ["year"],
+            ["dense_vector"],
+            ["document", "category"],
+            ["DOCUMENT"],
+            ["document "],
+        ]
+    ),
     st.lists(st.text(CHARS, max_size=10), max_size=3, unique=True),
     st.text(CHARS, max_size=10),
 )
@@ -227,4 +312,3 @@ def test_searches_with_fuzzed_params_and_data_end_cleanly(
     for hits in result:
         distances = [h["distance"] for h in hits]
         assert distances == sorted(distances, reverse=True)
-

@@ -22,15 +22,9 @@ import pytest
 from tests.conftest import rerank_requests
 from tests.hostile.helpers import refused_port
 from tests.providers.test_no_key_leaks import everything_about
-from vllm_ranker import (
-    Function,
-    FunctionType,
-    MilvusClient,
-    RerankError,
-    RerankParamError,
-    parse_ranker,
-)
-from vllm_ranker.spec import CollectionInfo
+from vllm_ranker import Function, FunctionType, MilvusClient, RerankError, RerankParamError
+from vllm_ranker.core.schema import CollectionInfo
+from vllm_ranker.core.spec import parse_ranker
 from vllm_ranker.testing import Recorded, Reply, RerankServer, hashed_embedding
 
 KEY = f"sk-hostile-{secrets.token_hex(12)}"
@@ -43,7 +37,9 @@ QUERY = "AI research progress"
 
 def ranker(endpoint: str, **params: Any) -> Function:
     return Function(
-        name="vllm_semantic_ranker", input_field_names=["document"], function_type=FunctionType.RERANK,
+        name="vllm_semantic_ranker",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
         params={"reranker": "model", "provider": "vllm", "queries": [QUERY], "endpoint": endpoint, **params},
     )
 
@@ -109,8 +105,14 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixt
 def run(client: Any, function: Function, seen: Seen) -> str:
     seen.add(function)
     try:
-        result = client.search("docs", data=[hashed_embedding(QUERY, 16)], anns_field="dense_vector", limit=4,
-                               output_fields=["document"], ranker=function)
+        result = client.search(
+            "docs",
+            data=[hashed_embedding(QUERY, 16)],
+            anns_field="dense_vector",
+            limit=4,
+            output_fields=["document"],
+            ranker=function,
+        )
     except RerankError as exc:
         seen.error(exc)
         return type(exc).__name__
@@ -145,11 +147,20 @@ def test_api_key_never_shows(
     seen.logs(all_logs)
 
     assert outcomes == {
-        "success": "ok", "echo-400": "RerankServiceError", "echo-401": "RerankServiceError",
-        "echo-429": "RerankServiceError", "echo-500": "RerankServiceError", "echo-malformed": "RerankServiceError",
-        "echo-html": "RerankServiceError", "passthrough": "ok", "deadline": "RerankTimeout",
-        "refused": "RerankServiceError", "bad-param": "RerankParamError", "header-unsafe": "RerankParamError",
-        "env-success": "ok", "env-echo": "RerankServiceError",
+        "success": "ok",
+        "echo-400": "RerankServiceError",
+        "echo-401": "RerankServiceError",
+        "echo-429": "RerankServiceError",
+        "echo-500": "RerankServiceError",
+        "echo-malformed": "RerankServiceError",
+        "echo-html": "RerankServiceError",
+        "passthrough": "ok",
+        "deadline": "RerankTimeout",
+        "refused": "RerankServiceError",
+        "bad-param": "RerankParamError",
+        "header-unsafe": "RerankParamError",
+        "env-success": "ok",
+        "env-echo": "RerankServiceError",
     }
     assert sum(r.headers.get("authorization") == f"Bearer {KEY}" for r in rerank_requests(server)) >= 2
     assert "HTTP Request: POST http://127.0.0.1" in all_logs.text  # httpx's log was captured
@@ -179,8 +190,12 @@ def test_user_and_password_in_the_endpoint_become_basic_auth_and_never_show(
     seen.logs(all_logs)
 
     assert outcomes == {
-        "success": "ok", "echo-401": "RerankServiceError", "echo-500": "RerankServiceError",
-        "echo-malformed": "RerankServiceError", "refused": "RerankServiceError", "with-key": "RerankParamError",
+        "success": "ok",
+        "echo-401": "RerankServiceError",
+        "echo-500": "RerankServiceError",
+        "echo-malformed": "RerankServiceError",
+        "refused": "RerankServiceError",
+        "with-key": "RerankParamError",
         "bad-scheme": "RerankParamError",
     }
     assert f"HTTP Request: POST {server.endpoint}/rerank" in all_logs.text  # the URL, without the user-info
@@ -195,8 +210,12 @@ def test_percent_encoded_user_info_is_decoded_for_the_header(client: Any, server
 
 
 def test_function_repr_masks_keys_and_user_info() -> None:
-    function = ranker(with_userinfo("http://h:8000"), credential=KEY, API_KEY=KEY,
-                      endpoints=[with_userinfo("http://a:1"), "http://b:2"])
+    function = ranker(
+        with_userinfo("http://h:8000"),
+        credential=KEY,
+        API_KEY=KEY,
+        endpoints=[with_userinfo("http://a:1"), "http://b:2"],
+    )
     shown = repr(function) + str(function)
     assert not [s for s in FORBIDDEN if s in shown]
     assert "'credential': '***'" in shown and "http://***@h:8000" in shown and "http://b:2" in shown

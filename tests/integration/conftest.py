@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.tiny_cross_encoder import ensure_tiny_cross_encoder
 from tests.integration.vllm_server import CROSS_ENCODER_NAME, require_vllm, start_server
-from vllm_ranker.managed_vllm import ManagedVLLM, VLLMInstall
+from vllm_ranker.local_vllm import ManagedVLLM, VLLMInstall
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""`vllm-ranker serve` and vllm_ranker.managed_vllm against a REAL vLLM server.
+"""`vllm-ranker serve` and vllm_ranker.local_vllm against a REAL vLLM server.
 
 Two real servers per session: all-MiniLM-L6-v2 through ManagedVLLM (shared
 fixture) and a tiny cross-encoder through the `serve --detach` command.  The
@@ -22,12 +22,11 @@ import httpx
 import pytest
 
 from tests.integration.vllm_server import CROSS_ENCODER_NAME, MINILM_NAME, require_vllm
-from vllm_ranker.managed_vllm import (
+from vllm_ranker.local_vllm import (
     ManagedVLLM,
     VLLMInstall,
     VLLMStartError,
     VLLMUnavailable,
-    cpu_has_bf16,
     ensure_server,
     find_vllm_python,
     is_healthy,
@@ -35,6 +34,7 @@ from vllm_ranker.managed_vllm import (
     port_in_use,
     server_process_alive,
 )
+from vllm_ranker.local_vllm.venv import cpu_has_bf16
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 QUERY = "What is the capital of France?"
@@ -44,7 +44,7 @@ DOCS = ["Horses are animals.", "Paris is the capital of France.", "Brasilia is t
 def cli(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `vllm-ranker serve ...` in a fresh interpreter (as a user would)."""
     return subprocess.run(
-        [sys.executable, "-m", "vllm_ranker.cli_serve", "serve", *args],
+        [sys.executable, "-m", "vllm_ranker.cli.serve", "serve", *args],
         env=cli_env(state_dir),
         capture_output=True,
         text=True,
@@ -340,7 +340,7 @@ def _ignore_sigint() -> None:
 
 
 def test_ctrl_c_stops_a_starting_server(vllm_install: VLLMInstall, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "vllm_ranker.cli_serve", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "vllm_ranker.cli.serve", "serve", "--port", "0"]
     command += ["--vllm-venv", str(vllm_install.venv)]
     # Started the way a non-interactive shell starts a background job (`serve &` in a script,
     # CI runners): SIGINT inherited as ignored. serve must still stop on it.

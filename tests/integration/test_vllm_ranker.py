@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import CORPUS, rerank_function
 from vllm_ranker import AnnSearchRequest, DataType, MilvusClient, RerankServiceError
-from vllm_ranker.text_collection import add_text_fields, text_index_params
+from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 DOCS = [d for d in CORPUS if d]
 QUERIES = ["AI Research Progress", "What is AI"]

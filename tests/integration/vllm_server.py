@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_ranker.managed_vllm import ManagedVLLM, VLLMInstall, VLLMUnavailable, probe_vllm
+from vllm_ranker.local_vllm import ManagedVLLM, VLLMInstall, VLLMUnavailable, probe_vllm
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 CROSS_ENCODER_NAME = "tiny-cross-encoder"

@@ -33,6 +33,7 @@ def _port(uri: str) -> int:
 
 
 def _pool_connections(client: MilvusClient | AsyncMilvusClient) -> int:
+    assert client._transport is not None, "the client has not reranked yet"
     return client._transport.connections()
 
 
@@ -111,6 +112,7 @@ def test_32_threads_share_one_sync_client(
         for thread in threads:
             thread.join()
         transport = client._transport
+        assert transport is not None
         assert 0 < _pool_connections(client) <= CLIENT_LIMIT
         client.close()
         # Closing the client closes its HTTP pool: no connection left, client closed, worker pool shut down.

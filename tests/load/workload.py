@@ -22,14 +22,38 @@ from typing import Any
 from tests.conftest import rerank_function
 from vllm_ranker import AnnSearchRequest, AsyncMilvusClient, DataType, Function, MilvusClient
 from vllm_ranker.testing import hashed_embedding, overlap_score
-from vllm_ranker.text_collection import add_text_fields, text_index_params
+from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 COLLECTION = "load_docs"
 DIM = 16
 WORDS = [
-    "vector", "search", "rerank", "model", "energy", "python", "milvus", "cluster", "latency", "gpu", "batch",
-    "query", "document", "index", "score", "dense", "sparse", "hybrid", "ranking", "relevance", "cross",
-    "encoder", "token", "solar", "wind", "research", "progress",
+    "vector",
+    "search",
+    "rerank",
+    "model",
+    "energy",
+    "python",
+    "milvus",
+    "cluster",
+    "latency",
+    "gpu",
+    "batch",
+    "query",
+    "document",
+    "index",
+    "score",
+    "dense",
+    "sparse",
+    "hybrid",
+    "ranking",
+    "relevance",
+    "cross",
+    "encoder",
+    "token",
+    "solar",
+    "wind",
+    "research",
+    "progress",
 ]
 
 Normalised = tuple[tuple[tuple[int, float, str], ...], ...]  # per query: (pk, distance, document) per hit
@@ -91,14 +115,23 @@ def _call(search: Search) -> tuple[str, dict[str, Any]]:
             AnnSearchRequest(search.queries, "sparse_vector", {}, search.limit + 2),
         ]
         return "hybrid_search", dict(
-            collection_name=COLLECTION, reqs=reqs, ranker=search.ranker, limit=search.limit,
-            offset=search.offset, output_fields=["document"],
+            collection_name=COLLECTION,
+            reqs=reqs,
+            ranker=search.ranker,
+            limit=search.limit,
+            offset=search.offset,
+            output_fields=["document"],
         )
     data = _dense(search.queries) if search.kind == "dense" else search.queries
     anns_field = "dense_vector" if search.kind == "dense" else "sparse_vector"
     return "search", dict(
-        collection_name=COLLECTION, data=data, anns_field=anns_field, limit=search.limit, offset=search.offset,
-        output_fields=["document"], ranker=search.ranker,
+        collection_name=COLLECTION,
+        data=data,
+        anns_field=anns_field,
+        limit=search.limit,
+        offset=search.offset,
+        output_fields=["document"],
+        ranker=search.ranker,
     )
 
 

@@ -155,9 +155,7 @@ def test_min_score_drops_hits_after_normalisation(client: Any, server: RerankSer
     query = "AI research progress"
     raw = client.search("docs", data=[query], limit=8, ranker=rerank_function(server.endpoint), **DENSE)
     cut = raw[0][2]["distance"]  # keep the top 3 (scores are distinct: tie-breaker jitter)
-    kept = client.search(
-        "docs", data=[query], limit=8, ranker=rerank_function(server.endpoint, min_score=cut), **DENSE
-    )
+    kept = client.search("docs", data=[query], limit=8, ranker=rerank_function(server.endpoint, min_score=cut), **DENSE)
     assert pairs(kept[0]) == pairs(raw[0])[:3]
     normalised = client.search(
         "docs",
@@ -176,8 +174,12 @@ def test_min_score_is_applied_before_window_paging(client: Any, server: RerankSe
     )
     cut = full[0][3]["distance"]  # four hits pass the threshold
     page2 = client.search(
-        "docs", data=[query], limit=3, offset=3,
-        ranker=rerank_function(server.endpoint, rerank_window=8, min_score=cut), **DENSE,
+        "docs",
+        data=[query],
+        limit=3,
+        offset=3,
+        ranker=rerank_function(server.endpoint, rerank_window=8, min_score=cut),
+        **DENSE,
     )
     assert pairs(page2[0]) == pairs(full[0])[3:4]  # the page is cut from the hits that passed
 
@@ -276,8 +278,20 @@ def test_stats_record_is_complete(client: Any, server: RerankServer) -> None:
     assert stats.search_seconds > 0 and stats.fallback is False and stats.error is None
     record = stats.as_dict()
     assert set(record) >= {
-        "candidates", "batches", "requests", "retries", "cache_hits", "cache_misses", "service_seconds",
-        "rerank_seconds", "search_seconds", "overhead_seconds", "prompt_tokens", "fallback", "error", "failovers",
+        "candidates",
+        "batches",
+        "requests",
+        "retries",
+        "cache_hits",
+        "cache_misses",
+        "service_seconds",
+        "rerank_seconds",
+        "search_seconds",
+        "overhead_seconds",
+        "prompt_tokens",
+        "fallback",
+        "error",
+        "failovers",
     }
     assert len(bodies) == 4
 
@@ -290,7 +304,12 @@ def test_logging_tells_what_happened_without_secrets(client: Any, caplog: pytest
     with RerankServer() as a, RerankServer() as b:
         a.fault = lambda r: Reply(503, {"error": {"message": "overloaded"}})
         fn = rerank_function(
-            b.endpoint, ["AI"], endpoints=[a.endpoint, b.endpoint], credential=secret, maxBatch=1, eject_after=1,
+            b.endpoint,
+            ["AI"],
+            endpoints=[a.endpoint, b.endpoint],
+            credential=secret,
+            maxBatch=1,
+            eject_after=1,
         )
         with caplog.at_level(logging.DEBUG, logger="vllm_ranker"):
             client.search("docs", data=["AI"], limit=3, ranker=fn, **DENSE)
@@ -308,9 +327,11 @@ def test_prometheus_metrics_count_calls(client: Any, server: RerankServer) -> No
     def value(name: str, **labels: str) -> float:
         return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
 
-    before = (value("vllm_ranker_calls_total", provider="vllm", outcome="ok"),
-              value("vllm_ranker_candidates_total", provider="vllm"),
-              value("vllm_ranker_calls_total", provider="vllm", outcome="fallback"))
+    before = (
+        value("vllm_ranker_calls_total", provider="vllm", outcome="ok"),
+        value("vllm_ranker_candidates_total", provider="vllm"),
+        value("vllm_ranker_calls_total", provider="vllm", outcome="fallback"),
+    )
     client.search("docs", data=["AI"], limit=4, ranker=rerank_function(server.endpoint, ["AI"]), **DENSE)
     dead = rerank_function(f"http://127.0.0.1:{closed_port()}", ["AI"], on_failure="passthrough", max_retries=0)
     client.search("docs", data=["AI"], limit=4, ranker=dead, **DENSE)
@@ -334,10 +355,10 @@ def test_many_concurrent_searches_share_one_client_limit(milvus: MilvusClient, k
 
     from vllm_ranker import AsyncMilvusClient
 
-    uri = milvus._test_uri  # type: ignore[attr-defined]
+    uri = milvus._test_uri
     with RerankServer(request_latency=0.05) as slow:
         fn = rerank_function(slow.endpoint, ["AI"], maxBatch=2)
-        search = {"data": [[0.1] * 16], "anns_field": "dense_vector", "limit": 6, "ranker": fn}
+        search: dict[str, Any] = {"data": [[0.1] * 16], "anns_field": "dense_vector", "limit": 6, "ranker": fn}
         if kind == "sync":
             fresh = MilvusClient(uri=uri, rerank_client_limit=4)
             try:
@@ -346,6 +367,7 @@ def test_many_concurrent_searches_share_one_client_limit(milvus: MilvusClient, k
             finally:
                 fresh.close()
         else:
+
             async def run() -> list[Any]:
                 fresh = AsyncMilvusClient(uri=uri, rerank_client_limit=4)
                 try:

@@ -43,9 +43,19 @@ def test_seed_snippets_on_a_server_uri(remote: MilvusClient, server: RerankServe
 
 # Every key this project adds to Milvus's params (issue 5), with values that leave the answer unchanged.
 OUR_KEYS = {
-    "timeout": 5, "max_retries": 1, "max_concurrency": 4, "cache": True, "cache_ttl": 60, "rerank_window": 5,
-    "score_normalization": "raw", "min_score": -100.0, "on_failure": "error", "eject_after": 3,
-    "eject_seconds": 10, "tls_verify": True, "maxBatch": 2,
+    "timeout": 5,
+    "max_retries": 1,
+    "max_concurrency": 4,
+    "cache": True,
+    "cache_ttl": 60,
+    "rerank_window": 5,
+    "score_normalization": "raw",
+    "min_score": -100.0,
+    "on_failure": "error",
+    "eject_after": 3,
+    "eject_seconds": 10,
+    "tls_verify": True,
+    "maxBatch": 2,
 }
 
 
@@ -58,17 +68,24 @@ def test_a_function_with_our_keys_still_works_when_sent_to_milvus(remote: Milvus
     try:
         with RerankServer(wire="cohere") as cohere:
             params: dict[str, Any] = {
-                "reranker": "model", "provider": "cohere", "queries": [query], "endpoint": cohere.endpoint,
-                "model_name": "rerank-v3.5", "credential": "sk-test",
+                "reranker": "model",
+                "provider": "cohere",
+                "queries": [query],
+                "endpoint": cohere.endpoint,
+                "model_name": "rerank-v3.5",
+                "credential": "sk-test",
                 # Milvus Lite's own Cohere ranker reads these names (a Milvus 2.6 server reads the two above).
-                "base_url": cohere.endpoint + "/v2", "api_key": "sk-test",
+                "base_url": cohere.endpoint + "/v2",
+                "api_key": "sk-test",
             }
             answers = []
             for extra in ({}, OUR_KEYS | {"endpoints": [cohere.endpoint]}):
-                fn = Function(name="r", input_field_names=["document"], function_type=FunctionType.RERANK,
-                              params=params | extra)
-                kwargs: dict[str, Any] = dict(data=[query], anns_field="sparse_vector", limit=5,
-                                              output_fields=["document"], ranker=fn)
+                fn = Function(
+                    name="r", input_field_names=["document"], function_type=FunctionType.RERANK, params=params | extra
+                )
+                kwargs: dict[str, Any] = dict(
+                    data=[query], anns_field="sparse_vector", limit=5, output_fields=["document"], ranker=fn
+                )
                 before = len(rerank_requests(cohere))
                 answers.append([(h["id"], h["distance"]) for h in plain.search("docs", **kwargs)[0]])
                 assert len(rerank_requests(cohere)) > before  # Milvus really reranked through the service

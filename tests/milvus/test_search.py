@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pymilvus
 import pytest
+from pymilvus import RRFRanker
 
 from tests.conftest import CORPUS, rerank_function, rerank_requests
 from vllm_ranker import (
@@ -20,7 +21,6 @@ from vllm_ranker import (
     MilvusClient,
     RerankParamError,
     RerankServiceError,
-    RRFRanker,
 )
 from vllm_ranker.testing import RerankServer, overlap_score
 

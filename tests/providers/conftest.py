@@ -65,8 +65,11 @@ def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusClient]:
     schema.add_field("document", DataType.VARCHAR, max_length=1000, enable_analyzer=True)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["document"],
-                                 output_field_names=["sparse"]))
+    schema.add_function(
+        Function(
+            name="bm25", function_type=FunctionType.BM25, input_field_names=["document"], output_field_names=["sparse"]
+        )
+    )
     index = client.prepare_index_params()
     index.add_index("vec", index_type="FLAT", metric_type="COSINE")
     index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")

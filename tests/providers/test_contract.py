@@ -19,19 +19,12 @@ import pytest
 
 from tests.providers.cases import CASES, Case, query_and_documents
 from tests.providers.conftest import COLLECTION, CORPUS, SearchSpy, vector
-from vllm_ranker import (
-    Function,
-    FunctionType,
-    MilvusClient,
-    RerankParamError,
-    RerankServiceError,
-    RerankTimeout,
-    parse_ranker,
-)
-from vllm_ranker import wire_formats as wf
+from vllm_ranker import Function, FunctionType, MilvusClient, RerankParamError, RerankServiceError, RerankTimeout
+from vllm_ranker.core.schema import CollectionInfo, FieldInfo
+from vllm_ranker.core.spec import parse_ranker
 from vllm_ranker.providers import PROVIDERS
-from vllm_ranker.spec import CollectionInfo, FieldInfo
 from vllm_ranker.testing import Recorded, Reply, RerankServer
+from vllm_ranker.testing import wire_formats as wf
 
 QUERIES = ["AI research progress", "renewable energy"]
 LIMIT = 6
@@ -42,13 +35,21 @@ OPTIONS = [pytest.param(case, opt, id=f"{case.provider}-{opt.id}") for case in C
 BAD = [pytest.param(case, bad, id=f"{case.provider}-{bad.id}") for case in CASES for bad in case.bad]
 ENDPOINTS = [
     pytest.param(case, endpoint, url, id=f"{case.provider}-{n}")
-    for case in CASES for n, (endpoint, url) in enumerate(case.endpoints)
+    for case in CASES
+    for n, (endpoint, url) in enumerate(case.endpoints)
 ]
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-def ranker(case: Case, srv: RerankServer | None, *, key: bool = True, endpoint: str | None = None,
-           drop: tuple[str, ...] = (), **params: Any) -> Function:
+def ranker(
+    case: Case,
+    srv: RerankServer | None,
+    *,
+    key: bool = True,
+    endpoint: str | None = None,
+    drop: tuple[str, ...] = (),
+    **params: Any,
+) -> Function:
     merged: dict[str, Any] = {"reranker": "model", "provider": case.provider, "queries": QUERIES}
     if endpoint is not None:
         merged["endpoint"] = endpoint
@@ -61,13 +62,15 @@ def ranker(case: Case, srv: RerankServer | None, *, key: bool = True, endpoint: 
     merged.update(params)
     for name in drop:
         merged.pop(name, None)
-    return Function(name=f"{case.provider}_ranker", input_field_names=["document"],
-                    function_type=FunctionType.RERANK, params=merged)
+    return Function(
+        name=f"{case.provider}_ranker", input_field_names=["document"], function_type=FunctionType.RERANK, params=merged
+    )
 
 
 def dense_search(client: MilvusClient, function: Function | None, **kwargs: Any) -> Any:
-    call: dict[str, Any] = dict(data=[vector(q) for q in QUERIES], anns_field="vec", limit=LIMIT,
-                                output_fields=["document"])
+    call: dict[str, Any] = dict(
+        data=[vector(q) for q in QUERIES], anns_field="vec", limit=LIMIT, output_fields=["document"]
+    )
     call.update(kwargs)
     if function is None:
         return pymilvus.MilvusClient.search(client, COLLECTION, **call)
@@ -87,13 +90,14 @@ def assert_reranked(result: Any, first: Any, srv: RerankServer, queries: Sequenc
         assert all(hit["entity"]["document"] == CORPUS[hit["id"]] for hit in result[q])
 
 
-def expected_bodies(case: Case, first: Any, queries: Sequence[str], batch: int,
-                    extra: dict[str, Any] | None = None) -> list[Any]:
+def expected_bodies(
+    case: Case, first: Any, queries: Sequence[str], batch: int, extra: dict[str, Any] | None = None
+) -> list[Any]:
     bodies = []
     for q, query in enumerate(queries):
         docs = [CORPUS[pk] for pk in first[q].ids]
         for start in range(0, len(docs), batch):
-            body = case.body(query, docs[start:start + batch])
+            body = case.body(query, docs[start : start + batch])
             body.update(extra or {})
             bodies.append(body)
     return bodies
@@ -124,8 +128,11 @@ def rendering(case: Case, srv: RerankServer, order: str) -> Any:
 
 
 def collection_info() -> CollectionInfo:
-    return CollectionInfo(COLLECTION, "id", {"id": FieldInfo("id", pymilvus.DataType.INT64),
-                                             "document": FieldInfo("document", pymilvus.DataType.VARCHAR)})
+    return CollectionInfo(
+        COLLECTION,
+        "id",
+        {"id": FieldInfo("id", pymilvus.DataType.INT64), "document": FieldInfo("document", pymilvus.DataType.VARCHAR)},
+    )
 
 
 # -- requests and results ---------------------------------------------------------------------------------
@@ -154,8 +161,9 @@ def test_bm25_text_search_uses_the_search_texts_as_queries(
     srv = servers[case.provider]
     function = ranker(case, srv, drop=("queries",))
     texts = ["energy progress"]
-    result = lite.search(COLLECTION, data=texts, anns_field="sparse", limit=5, output_fields=["document"],
-                         ranker=function)
+    result = lite.search(
+        COLLECTION, data=texts, anns_field="sparse", limit=5, output_fields=["document"], ranker=function
+    )
     first = pymilvus.MilvusClient.search(lite, COLLECTION, data=texts, anns_field="sparse", limit=5)
     assert len(first[0]) > 0
     assert_reranked(result, first, srv, texts)
@@ -172,9 +180,7 @@ def test_every_documented_option_is_sent_exactly(
     assert_reranked(result, first, srv, QUERIES)
     assert len(srv.requests) == 2  # the default batch size holds all 6 candidates
     assert {r.path for r in srv.requests} == {case.path}
-    assert canonical(srv.bodies()) == canonical(
-        expected_bodies(case, first, QUERIES, case.default_batch, option.sent)
-    )
+    assert canonical(srv.bodies()) == canonical(expected_bodies(case, first, QUERIES, case.default_batch, option.sent))
 
 
 @pytest.mark.parametrize("order", ["worst-first", "rotated"])
@@ -314,9 +320,7 @@ def test_an_http_error_gives_the_status_and_the_services_own_message(
 
 
 @pytest.mark.parametrize("case", ALL)
-def test_429_and_5xx_are_retried_then_succeed(
-    case: Case, lite: MilvusClient, servers: dict[str, RerankServer]
-) -> None:
+def test_429_and_5xx_are_retried_then_succeed(case: Case, lite: MilvusClient, servers: dict[str, RerankServer]) -> None:
     srv = servers[case.provider]
     busy, _ = wf.error_answer(case.provider, 429, "slow down")
     down, _ = wf.error_answer(case.provider, 503, "warming up")
@@ -329,7 +333,8 @@ def test_429_and_5xx_are_retried_then_succeed(
 # A bare list of scores (Hugging Face) cannot repeat an index, so "duplicate" applies to indexed answers only.
 MALFORMED = [
     pytest.param(case, kind, id=f"{case.provider}-{kind}")
-    for case in CASES for kind in ("not-json", "wrong-shape", "missing", "duplicate")
+    for case in CASES
+    for kind in ("not-json", "wrong-shape", "missing", "duplicate")
     if case.by_index or kind != "duplicate"
 ]
 
@@ -358,9 +363,7 @@ def test_a_malformed_answer_is_an_error_naming_what_is_wrong(
 
 
 @pytest.mark.parametrize("case", ALL)
-def test_the_whole_rerank_has_one_deadline(
-    case: Case, lite: MilvusClient, servers: dict[str, RerankServer]
-) -> None:
+def test_the_whole_rerank_has_one_deadline(case: Case, lite: MilvusClient, servers: dict[str, RerankServer]) -> None:
     srv = servers[case.provider]
     srv.fault = lambda _recorded: Reply(delay=1.0, json_body=[])
     with pytest.raises(RerankTimeout) as caught:
@@ -387,15 +390,21 @@ def test_the_loopback_refuses_a_wrong_path_and_an_empty_body(case: Case) -> None
     assert status == 404
     status, _ = wf.answer(case.provider, case.path, {}, lambda q, d: 0.5, "m")
     assert status in (400, 422)
-    status, answer = wf.answer(case.provider, case.path, case.body("a b", ["a", "c", "b c", "a b"]),
-                               lambda q, d: len(set(q.split()) & set(d.split())) / 2, "m")
+    status, answer = wf.answer(
+        case.provider,
+        case.path,
+        case.body("a b", ["a", "c", "b c", "a b"]),
+        lambda q, d: len(set(q.split()) & set(d.split())) / 2,
+        "m",
+    )
     assert status == 200
     assert PROVIDERS[case.provider].parse_scores(answer, 4) == [0.5, 0.0, 0.5, 1.0]
     if isinstance(answer, list):  # tei, huggingface
         results = answer
     else:
         results = {"voyageai": answer.get("data"), "ali": answer.get("output", {}).get("results")}.get(
-            case.provider, answer.get("results"))
+            case.provider, answer.get("results")
+        )
     if case.by_index:  # the real services answer best first, not in input order
         assert [r["index"] for r in results] == [3, 0, 2, 1]
     else:

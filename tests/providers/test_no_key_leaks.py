@@ -18,9 +18,10 @@ import pytest
 
 from tests.providers.cases import CASES, KEYS, Case
 from tests.providers.test_contract import collection_info, dense_search, ranker
-from vllm_ranker import MilvusClient, RerankParamError, RerankServiceError, parse_ranker
-from vllm_ranker import wire_formats as wf
+from vllm_ranker import MilvusClient, RerankParamError, RerankServiceError
+from vllm_ranker.core.spec import parse_ranker
 from vllm_ranker.testing import Reply, RerankServer
+from vllm_ranker.testing import wire_formats as wf
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:
@@ -57,12 +58,14 @@ def scenarios(case: Case, srv: RerankServer) -> list[tuple[str, Callable[[], Any
                 raw = echo.encode()
             srv.fault = lambda _r: Reply(status=status, raw=raw)
             return ranker(case, srv, max_retries=0)
+
         return arm
 
     def answer(reply: Reply) -> Callable[[], Any]:
         def arm() -> Any:
             srv.fault = lambda _r: reply
             return ranker(case, srv, max_retries=0)
+
         return arm
 
     def deadline() -> Any:
@@ -113,8 +116,10 @@ def test_no_key_in_any_error_log_repr_or_chain(
 
     # The suite exercised what it claims: failures failed, and the key was really sent.
     assert outcomes["success"] == "ok"
-    assert all(outcomes[n] == "RerankServiceError" for n in ("400", "401", "429", "500", "not-json-echo",
-                                                             "wrong-shape-echo", "unreachable"))
+    assert all(
+        outcomes[n] == "RerankServiceError"
+        for n in ("400", "401", "429", "500", "not-json-echo", "wrong-shape-echo", "unreachable")
+    )
     assert outcomes["deadline"] == "RerankTimeout"
     assert outcomes["bad-endpoint"] == outcomes["bad-batch"] == outcomes["userinfo-and-key"] == "RerankParamError"
     assert sent_key
@@ -133,4 +138,3 @@ def test_no_key_in_any_error_log_repr_or_chain(
     for key in KEYS.values():
         assert key not in blob
     assert "call service failed" in blob  # the capture did capture the failures
-

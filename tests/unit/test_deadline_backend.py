@@ -1,4 +1,4 @@
-"""The socket-level deadline for sync httpx (vllm_ranker.deadline_backend), against real loopback sockets.
+"""The socket-level deadline for sync httpx (vllm_ranker.transport.deadline_backend), against real loopback sockets.
 
 Each hostile server below would hold a plain ``httpx.Client`` for as long as it likes: every byte arrives well
 within httpx's per-read timeout. With the backend installed and a deadline scope, the request must fail with an
@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from tests.hostile.helpers import Stopwatch, no_hang
-from vllm_ranker.deadline_backend import (
+from vllm_ranker.transport.deadline_backend import (
     DeadlineBackend,
     current_deadline,
     deadline_scope,

@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 from pymilvus import DataType, Function, FunctionType
 
-from vllm_ranker import RerankServiceError, parse_ranker
-from vllm_ranker.endpoints import FAILED, OK, EndpointPool
-from vllm_ranker.engine import Candidate, plan_batches, scatter
+from vllm_ranker import RerankServiceError
+from vllm_ranker.core.ordering import Candidate, plan_batches, scatter
+from vllm_ranker.core.schema import CollectionInfo, FieldInfo
+from vllm_ranker.core.spec import RerankSpec, parse_ranker
 from vllm_ranker.providers import Target
-from vllm_ranker.spec import CollectionInfo, FieldInfo, RerankSpec
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.testing import Reply, RerankServer, overlap_score
 from vllm_ranker.transport import AsyncTransport, SyncTransport
+from vllm_ranker.transport.balancer import FAILED, OK, EndpointPool
 
 COLLECTION = CollectionInfo(
     "docs", "id", {"id": FieldInfo("id", DataType.INT64), "document": FieldInfo("document", DataType.VARCHAR)}

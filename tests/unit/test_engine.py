@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vllm_ranker.engine import (
+from vllm_ranker.core.ordering import (
     Candidate,
     order_hits,
     page,

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from pymilvus import DataType, Function, FunctionType
 
-from vllm_ranker import parse_ranker
-from vllm_ranker.engine import Candidate, plan_batches, scatter
-from vllm_ranker.spec import CollectionInfo, FieldInfo
+from vllm_ranker.core.ordering import Candidate, plan_batches, scatter
+from vllm_ranker.core.schema import CollectionInfo, FieldInfo
+from vllm_ranker.core.spec import parse_ranker
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.transport import AsyncTransport, SyncTransport
 
@@ -50,7 +50,9 @@ def service() -> Iterator[str]:
 
 def peak_bytes(kind: str, endpoint: str, n: int) -> int:
     function = Function(
-        name="r", input_field_names=["document"], function_type=FunctionType.RERANK,
+        name="r",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
         params={"reranker": "model", "provider": "vllm", "endpoint": endpoint, "queries": ["q"], "maxBatch": 32},
     )
     info = CollectionInfo(

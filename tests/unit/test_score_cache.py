@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from vllm_ranker.score_cache import ScoreCache, document_digest, scope_digest
+from vllm_ranker.core.score_cache import ScoreCache, document_digest, scope_digest
 
 
 class Clock:
@@ -55,7 +55,7 @@ def test_scope_separates_everything_that_decides_a_score() -> None:
         (*base[:3], {"truncate_prompt_tokens": 16}, base[4]),
         (*base[:4], "another query"),
     ]
-    digests = {scope_digest(*base)} | {scope_digest(*v) for v in variants}  # type: ignore[arg-type]
+    digests = {scope_digest(*base)} | {scope_digest(*v) for v in variants}
     assert len(digests) == 6
     # The pool's identity does not depend on the order its endpoints were listed in.
     assert scope_digest("vllm", ["http://a", "http://b"], None, {}, "q") == scope_digest(

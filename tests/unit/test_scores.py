@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vllm_ranker.engine import Candidate, order_hits
-from vllm_ranker.scores import at_least, normalize
+from vllm_ranker.core.ordering import Candidate, at_least, normalize, order_hits
 
 
 def ordered(scores: list[float]) -> list:  # type: ignore[type-arg]

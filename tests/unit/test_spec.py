@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from pymilvus import DataType, Function, FunctionType, MilvusException
 
-from vllm_ranker import RerankParamError, is_model_ranker, parse_ranker
-from vllm_ranker.spec import CollectionInfo, FieldInfo
+from vllm_ranker import RerankParamError
+from vllm_ranker.core.schema import CollectionInfo, FieldInfo
+from vllm_ranker.core.spec import is_model_ranker, parse_ranker
 
 COLLECTION = CollectionInfo(
     "docs",

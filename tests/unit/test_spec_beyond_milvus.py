@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from pymilvus import DataType, Function, FunctionType
 
-from vllm_ranker import RerankParamError, parse_ranker
-from vllm_ranker.spec import CollectionInfo, FieldInfo
+from vllm_ranker import RerankParamError
+from vllm_ranker.core.schema import CollectionInfo, FieldInfo
+from vllm_ranker.core.spec import parse_ranker
 
 COLLECTION = CollectionInfo(
     "docs", "id", {"id": FieldInfo("id", DataType.INT64), "document": FieldInfo("document", DataType.VARCHAR)}

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from pymilvus import DataType, Function, FunctionType
 
-from vllm_ranker import RerankServiceError, RerankTimeout, parse_ranker
-from vllm_ranker.engine import Candidate, plan_batches, scatter
-from vllm_ranker.spec import CollectionInfo, FieldInfo, RerankSpec
+from vllm_ranker import RerankServiceError, RerankTimeout
+from vllm_ranker.core.ordering import Candidate, plan_batches, scatter
+from vllm_ranker.core.schema import CollectionInfo, FieldInfo
+from vllm_ranker.core.spec import RerankSpec, parse_ranker
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.testing import Reply, RerankServer, overlap_score
 from vllm_ranker.transport import AsyncTransport, SyncTransport
@@ -220,7 +221,7 @@ def test_async_pool_spreads_over_small_shards() -> None:
             transport = AsyncTransport(client_limit=20)
             try:
                 await transport.rerank(spec, batches, RerankStats())
-                per_shard = [len(c._transport._pool.connections) for c in transport._http.clients]
+                per_shard = [len(c._transport._pool.connections) for c in transport._http.clients]  # type: ignore[attr-defined]
                 return per_shard, transport.connections()
             finally:
                 await transport.aclose()

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import values
-from ..redaction import Secret, redact
+from vllm_ranker.core import coercion as values
+from vllm_ranker.core.redaction import Secret, redact
 
 Json = Any
 
@@ -49,9 +49,7 @@ def int_option(
 
 
 def bool_option(key: str, *, wire: str | None = None, hint: str, error: str | None = None) -> Option:
-    return Option(
-        key, values.as_bool, wire or key, error=error or f"{key}: {{value}} is not a valid bool", hint=hint
-    )
+    return Option(key, values.as_bool, wire or key, error=error or f"{key}: {{value}} is not a valid bool", hint=hint)
 
 
 def choice_option(

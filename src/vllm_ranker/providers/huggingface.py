@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from .. import values
-from ..errors import RerankParamError
+from vllm_ranker.core import coercion as values
+from vllm_ranker.errors import RerankParamError
+
 from .base import Json, Option, Provider, Target, api_url, scores_in_order
 
 DEFAULT_BASE_URL = "https://router.huggingface.co"

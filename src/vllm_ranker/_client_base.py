@@ -1,0 +1,110 @@
+"""What ``MilvusClient`` and ``AsyncMilvusClient`` share: the ranker's state, the dispatch to the flow, the
+keyword arguments of a search, and ONE list of the pymilvus methods that change a collection's schema.
+
+The two clients differ only in how they carry the flow's steps out (blocking or awaited); see core/flow.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from vllm_ranker.core.flow import hybrid_flow, search_flow
+from vllm_ranker.core.schema import SchemaCache
+from vllm_ranker.core.score_cache import ScoreCache
+
+# pymilvus methods after which the ranker's cached view of a collection's schema may be wrong. Both clients
+# override exactly these (a test checks it), so a new one is added here once.
+SCHEMA_CHANGING: tuple[str, ...] = (
+    "create_collection",
+    "drop_collection",
+    "rename_collection",
+    "add_collection_field",
+    "alter_collection_field",
+    "drop_collection_field",
+)
+# These take the collection's old name first; the cache is cleared whole (the new name may be cached too).
+_FORGET_ALL = frozenset({"rename_collection"})
+
+
+class RerankState:
+    """The ranker's per-client state: the schema cache and the score cache. The transport is the driver's own."""
+
+    _schemas: SchemaCache
+    _scores: ScoreCache
+    _rerank_client_limit: int
+
+    def _init_rerank(self, client_limit: int, cache_size: int) -> None:
+        self._schemas = SchemaCache()
+        self._scores = ScoreCache(cache_size)  # used by Functions with params['cache'] true
+        self._rerank_client_limit = client_limit
+
+    def _search_flow(self, collection_name: str, ranker: Any, search_kwargs: dict[str, Any]) -> Any:
+        return search_flow(self._schemas, collection_name, ranker, search_kwargs, self._scores)
+
+    def _hybrid_flow(
+        self, collection_name: str, reqs: list[Any], ranker: Any, limit: int, common: dict[str, Any]
+    ) -> Any:
+        return hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common, self._scores)
+
+    def _forget_schema(self, method: str, collection_name: str | None) -> None:
+        self._schemas.forget(None if method in _FORGET_ALL else collection_name)
+
+
+def forget_schema_on_change(cls: type[Any]) -> type[Any]:
+    """Class decorator: every method of SCHEMA_CHANGING that the pymilvus base class has is overridden to forget
+    the cached schema first (a coroutine function stays one, so it serves the async client too)."""
+    for name in SCHEMA_CHANGING:
+        base_method = getattr(super(cls, cls), name, None)
+        if base_method is None:  # an older pymilvus without this method
+            continue
+        setattr(cls, name, _forgetting(cls, name, base_method))
+    return cls
+
+
+def _forgetting(cls: type[Any], name: str, base_method: Callable[..., Any]) -> Callable[..., Any]:
+    def collection_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return args[0] if args else kwargs.get("collection_name", kwargs.get("old_name"))
+
+    if inspect.iscoroutinefunction(base_method):
+
+        @functools.wraps(base_method)
+        async def forget_then_await(self: Any, *args: Any, **kwargs: Any) -> Any:
+            self._forget_schema(name, collection_of(args, kwargs))
+            return await getattr(super(cls, self), name)(*args, **kwargs)
+
+        return forget_then_await
+
+    @functools.wraps(base_method)
+    def forget_then_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._forget_schema(name, collection_of(args, kwargs))
+        return getattr(super(cls, self), name)(*args, **kwargs)
+
+    return forget_then_call
+
+
+def search_kwargs(
+    kwargs: dict[str, Any],
+    data: Any,
+    filter: str,
+    limit: int,
+    output_fields: list[str] | None,
+    search_params: dict[str, Any] | None,
+    timeout: float | None,
+    partition_names: list[str] | None,
+    anns_field: str | None,
+) -> dict[str, Any]:
+    """The keyword arguments of ``MilvusClient.search`` that the flow works from (and hands back in its steps)."""
+    return dict(
+        kwargs,
+        data=data,
+        filter=filter,
+        limit=limit,
+        output_fields=output_fields,
+        search_params=search_params,
+        timeout=timeout,
+        partition_names=partition_names,
+        anns_field=anns_field,
+    )

@@ -1,0 +1,129 @@
+"""``vllm-ranker bench``: latency (p50/p95/p99) and throughput of one pipeline at a given concurrency.
+
+    vllm-ranker bench ../shared/datasets/scifact --pipeline hybrid+rerank --concurrency 8 --queries 40
+
+Queries are the dataset's (first --queries of the split, after --warmup more that are not measured), embedded
+up front so the figures are the search and rerank alone. Each call's latency is split into first-stage search,
+rerank service time and our own overhead (from result.extra["rerank"]); a JSON file keeps the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from vllm_ranker import MilvusClient
+from vllm_ranker.cli._options import (
+    add_milvus_options,
+    add_rerank_options,
+    add_vllm_options,
+    collection_name,
+    progress_bar,
+    rerank_config,
+    truncation,
+    vllm_endpoint,
+)
+from vllm_ranker.tools.corpus_files import read_qrels, read_queries
+from vllm_ranker.tools.embeddings import Embedder
+from vllm_ranker.tools.evaluation import embed_queries
+from vllm_ranker.tools.load_bench import BenchReport, run_bench
+from vllm_ranker.tools.pipelines import Pipeline, Searcher
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="latency p50/p95/p99 and throughput of a pipeline at a concurrency, split into search/service/ours",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dataset", help="a BEIR directory (its queries.jsonl and qrels/<split>.tsv)")
+    add_milvus_options(parser)
+    add_vllm_options(parser)
+    add_rerank_options(parser)
+    parser.add_argument("--pipeline", default="hybrid+rerank", help="pipeline to time (default hybrid+rerank)")
+    parser.add_argument("--concurrency", type=int, default=1, help="searches in flight (default 1)")
+    parser.add_argument("--queries", type=int, default=32, help="measured queries (default 32)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured calls first (default 2)")
+    parser.add_argument("--split", default="test", help="take the queries of this qrels split (default test)")
+    parser.add_argument("--out", default="./out", help="directory for the JSON report (default ./out)")
+
+
+def _table(report: BenchReport) -> Table:
+    data = report.as_dict()
+    table = Table(
+        title=f"{report.pipeline} at concurrency {report.concurrency}: {len(report.samples)} queries, "
+        f"{report.throughput:.2f} q/s, our share {report.overhead_share:.2%}"
+    )
+    table.add_column("seconds")
+    for p in ("p50", "p95", "p99", "mean"):
+        table.add_column(p, justify="right")
+    for key, label in (
+        ("latency_s", "latency"),
+        ("search_s", "search"),
+        ("service_s", "rerank service"),
+        ("ours_s", "ours"),
+    ):
+        table.add_row(label, *(f"{data[key][p]:.3f}" for p in ("p50", "p95", "p99", "mean")))
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    pipeline = Pipeline.parse(args.pipeline)
+    name = collection_name(args, args.dataset)
+    queries = read_queries(args.dataset)
+    judged = [q for q in read_qrels(args.dataset, args.split) if q in queries]
+    picked = judged[: args.warmup + args.queries]
+    texts = [queries[q] for q in picked]
+    with vllm_endpoint(console, args) as endpoint:
+        # No score cache here: every measured call pays for its own rerank, as a fresh query would.
+        rerank = rerank_config(args, endpoint, cache=False)
+        client = MilvusClient(uri=args.uri, token=args.token)
+        try:
+            client.load_collection(name)
+            with Embedder(endpoint, args.model, truncation(args)) as embedder:
+                vectors = embed_queries(embedder, texts)
+            searcher = Searcher(client, name, depth=100, rerank=rerank)
+            with progress_bar(console) as bar:
+                task = bar.add_task(f"{pipeline.name} x{args.concurrency}", total=len(texts) - args.warmup, rate="")
+                started = time.perf_counter()
+
+                def progress(done: int, total: int) -> None:
+                    rate = done / max(time.perf_counter() - started, 1e-9)
+                    bar.update(task, completed=done, rate=f"{rate:.2f} q/s")
+
+                config = {
+                    "uri": args.uri,
+                    "window": rerank.window,
+                    "max_batch": rerank.max_batch,
+                    "rerank_provider": rerank.provider,
+                    "endpoints": list(rerank.endpoints),
+                }
+                report = run_bench(
+                    searcher,
+                    pipeline,
+                    texts,
+                    vectors,
+                    concurrency=args.concurrency,
+                    warmup=args.warmup,
+                    progress=progress,
+                    config=config,
+                )
+        finally:
+            client.close()
+    console.print(_table(report))
+    if report.errors:
+        console.print(f"[red]{len(report.errors)} calls failed[/red], e.g. {report.errors[0]}")
+    out = Path(args.out) / f"{name}-bench-{pipeline.name.replace('+', '_')}-c{args.concurrency}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import json
+
+    out.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    console.print(f"Wrote {out}")
+    return 1 if report.errors else 0

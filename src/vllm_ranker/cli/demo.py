@@ -1,0 +1,213 @@
+"""``vllm-ranker demo``: the seed document end to end on the embedded default.
+
+A local vLLM (started here, or reused, or given by --endpoint) serves both /v1/embeddings and /v1/rerank; a
+Milvus Lite collection of Python standard-library docstrings gets its dense vectors from vLLM through Milvus's
+TEXTEMBEDDING function (so text queries work on the dense field, as in the seed) and a BM25 sparse field; then the
+seed's two calls run with the vLLM ranker and each query's first-stage vs reranked order is printed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pymilvus
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vllm_ranker import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient
+from vllm_ranker.tools.demo_corpus import stdlib_docs
+from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
+
+COLLECTION = "python_docs"
+DEFAULT_QUERIES = ("How do I parse command line arguments?", "Read a gzip compressed file")
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo", help="run the seed document's search and hybrid search with the vLLM ranker", description=__doc__
+    )
+    parser.add_argument("--db", default="./vllm_ranker_demo.db", help="Milvus Lite file, or a Milvus server URI")
+    parser.add_argument("--endpoint", help="an already running vLLM (OpenAI-compatible) server; default: local")
+    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server (default 8000)")
+    parser.add_argument("--model", help="model for the local vLLM server (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--vllm-venv", help="the vLLM virtual environment (default: see `vllm-ranker serve -h`)")
+    parser.add_argument("--docs", type=int, default=2000, help="number of documents (default 2000)")
+    parser.add_argument("--limit", type=int, default=5, help="hits per query (default 5, as in the seed)")
+    parser.add_argument("--query", action="append", help="a query (repeatable); default: two built-in queries")
+    parser.add_argument("--keep-server", action="store_true", help="leave a vLLM server started here running")
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    started = time.perf_counter()
+    server = None
+    endpoint = args.endpoint
+    if endpoint is None:
+        from vllm_ranker.local_vllm import ensure_server
+
+        with console.status("Starting vLLM (the first start compiles kernels: 1-2 minutes on a CPU) ...") as status:
+
+            def progress(elapsed: float) -> None:
+                status.update(f"Waiting for vLLM to be healthy ... {elapsed:.0f} s")
+
+            server = ensure_server(
+                args.model, port=args.port, venv=args.vllm_venv, progress=progress, detach=args.keep_server
+            )
+        endpoint = server.endpoint
+    console.print(f"vLLM at [bold]{endpoint}[/bold]")
+    try:
+        model, dim = _embedding_model(endpoint)
+        client = MilvusClient(uri=args.db)
+        try:
+            _build_collection(console, client, endpoint, model, dim, args.docs)
+            _run_seed_calls(console, client, endpoint, list(args.query or DEFAULT_QUERIES), args.limit)
+        finally:
+            client.close()
+    finally:
+        if server is not None and not args.keep_server:
+            server.stop()
+    console.print(f"Demo finished in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
+def _embedding_model(endpoint: str) -> tuple[str, int]:
+    with httpx.Client(timeout=60) as http:
+        models = http.get(f"{endpoint}/v1/models").json()["data"]
+        model = str(models[0]["id"])
+        probe = http.post(f"{endpoint}/v1/embeddings", json={"model": model, "input": ["probe"]})
+        probe.raise_for_status()
+        return model, len(probe.json()["data"][0]["embedding"])
+
+
+def _build_collection(console: Console, client: MilvusClient, endpoint: str, model: str, dim: int, n_docs: int) -> None:
+    docs = stdlib_docs(n_docs)
+    if client.has_collection(COLLECTION):
+        client.load_collection(COLLECTION)
+        count = client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"]
+        if count == len(docs):
+            console.print(f"Reusing collection {COLLECTION!r} ({count} documents).")
+            return
+        console.print(f"Collection {COLLECTION!r} has {count} of {len(docs)} documents: rebuilding it.")
+        client.drop_collection(COLLECTION)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("title", DataType.VARCHAR, max_length=512)
+    add_text_fields(schema, embeddings_url=f"{endpoint}/v1", model=model, dim=dim)
+    index = text_index_params(client)
+    client.create_collection(COLLECTION, schema=schema, index_params=index)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("Embedding (vLLM) and inserting", total=len(docs), rate="")
+        started = time.perf_counter()
+        for start in range(0, len(docs), 64):
+            chunk = docs[start : start + 64]
+            client.insert(
+                COLLECTION, [{"id": start + i, "title": d.title, "document": d.text} for i, d in enumerate(chunk)]
+            )
+            done = start + len(chunk)
+            bar.update(task, completed=done, rate=f"{done / (time.perf_counter() - started):.0f} docs/s")
+    client.flush(COLLECTION)
+
+
+def _ranker(endpoint: str, queries: Sequence[str]) -> Function:
+    # The seed's Function, pointed at the local server.
+    return Function(
+        name="vllm_semantic_ranker",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
+        params={
+            "reranker": "model",
+            "provider": "vllm",
+            "queries": list(queries),
+            "endpoint": endpoint,
+            "maxBatch": 64,
+            "truncate_prompt_tokens": 256,
+        },
+    )
+
+
+def _run_seed_calls(console: Console, client: MilvusClient, endpoint: str, queries: list[str], limit: int) -> None:
+    ranker = _ranker(endpoint, queries)
+    fields = ["title", "document"]
+
+    plain_started = time.perf_counter()
+    first = pymilvus.MilvusClient.search(
+        client, COLLECTION, data=queries, anns_field="dense_vector", limit=limit, output_fields=fields
+    )
+    plain_s = time.perf_counter() - plain_started
+    reranked = client.search(
+        collection_name=COLLECTION,
+        data=queries,
+        anns_field="dense_vector",
+        limit=limit,
+        output_fields=fields,
+        ranker=ranker,
+        consistency_level="Bounded",
+    )
+    _report(console, "search on dense_vector + vLLM ranker", queries, first, reranked, plain_s)
+
+    def requests(field: str) -> AnnSearchRequest:
+        return AnnSearchRequest(data=queries, anns_field=field, param={}, limit=limit)
+
+    plain_started = time.perf_counter()
+    first = pymilvus.MilvusClient.hybrid_search(
+        client,
+        COLLECTION,
+        [requests("dense_vector"), requests("sparse_vector")],
+        pymilvus.RRFRanker(),
+        limit=limit,
+        output_fields=fields,
+    )
+    plain_s = time.perf_counter() - plain_started
+    reranked = client.hybrid_search(
+        COLLECTION,
+        [requests("dense_vector"), requests("sparse_vector")],
+        ranker=ranker,
+        limit=limit,
+        output_fields=fields,
+    )
+    _report(
+        console, "hybrid_search dense + BM25 + vLLM ranker (first stage shown: RRF)", queries, first, reranked, plain_s
+    )
+
+
+def _report(console: Console, title: str, queries: list[str], first: Any, reranked: Any, plain_s: float) -> None:
+    stats = reranked.extra["rerank"]
+    console.rule(f"[bold]{title}")
+    for q, query in enumerate(queries):
+        table = Table(title=f"query {q + 1}: {query!r}", show_lines=False, expand=True)
+        table.add_column("#", justify="right", width=2)
+        table.add_column("first stage (vector order)", ratio=1)
+        table.add_column("score", justify="right", width=8)
+        table.add_column("reranked by vLLM", ratio=1)
+        table.add_column("score", justify="right", width=8)
+        for rank in range(max(len(first[q]), len(reranked[q]))):
+            left = first[q][rank] if rank < len(first[q]) else None
+            right = reranked[q][rank] if rank < len(reranked[q]) else None
+            table.add_row(str(rank + 1), _title(left), _score(left), _title(right), _score(right))
+        console.print(table)
+    console.print(
+        f"time: first-stage search {stats.search_seconds * 1000:.0f} ms (plain pymilvus: {plain_s * 1000:.0f} ms), "
+        f"rerank {stats.rerank_seconds * 1000:.0f} ms for {stats.candidates} candidates in {stats.batches} batches "
+        f"({stats.requests} requests, service {stats.service_seconds * 1000:.0f} ms summed, "
+        f"{stats.prompt_tokens} tokens)"
+    )
+
+
+def _title(hit: Any) -> str:
+    return "" if hit is None else f"{hit['entity']['title']}"
+
+
+def _score(hit: Any) -> str:
+    return "" if hit is None else f"{hit['distance']:.4f}"

@@ -1,0 +1,61 @@
+"""What the ranker needs from a collection's schema, and the per-client cache of it (one describe per collection)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymilvus import DataType
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    name: str
+    dtype: DataType
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """The part of a collection's schema the ranker needs (cached per collection by the client)."""
+
+    name: str
+    pk_name: str
+    fields: Mapping[str, FieldInfo]
+
+    @classmethod
+    def from_describe(cls, described: Mapping[str, Any]) -> CollectionInfo:
+        fields: dict[str, FieldInfo] = {}
+        pk_name = "id"
+        for raw in described.get("fields", []):
+            info = FieldInfo(raw["name"], DataType(raw["type"]), bool(raw.get("nullable", False)))
+            fields[info.name] = info
+            if raw.get("is_primary"):
+                pk_name = info.name
+        return cls(str(described.get("collection_name", "")), pk_name, fields)
+
+
+class SchemaCache:
+    """Per-client cache of what the ranker needs from each collection's schema: one describe per collection,
+    not one per search (a describe costs as much as a small search)."""
+
+    def __init__(self) -> None:
+        self._infos: dict[str, CollectionInfo] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> CollectionInfo | None:
+        with self._lock:
+            return self._infos.get(name)
+
+    def put(self, name: str, info: CollectionInfo) -> None:
+        with self._lock:
+            self._infos[name] = info
+
+    def forget(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._infos.clear()
+            else:
+                self._infos.pop(name, None)

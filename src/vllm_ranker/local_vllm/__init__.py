@@ -1,0 +1,69 @@
+"""A managed local vLLM (the ``vllm-ranker serve`` behind the tools): standard library only.
+
+vLLM and torch live in their own virtual environment (``scripts/install-vllm.sh``); this package finds it
+(``venv.py``), launches and health-checks the server (``server.py``), keeps PID and log files for detached servers
+(``pid_files.py``) and holds the small network helpers (``network.py``).
+"""
+
+from vllm_ranker.local_vllm.network import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    free_port,
+    is_healthy,
+    is_loopback,
+    port_in_use,
+    served_models,
+)
+from vllm_ranker.local_vllm.pid_files import (
+    list_pid_files,
+    log_file_path,
+    pid_file_path,
+    read_pid_file,
+    server_process_alive,
+    stop_pid,
+)
+from vllm_ranker.local_vllm.server import ManagedVLLM, ensure_server
+from vllm_ranker.local_vllm.venv import (
+    DEFAULT_MODEL_NAME,
+    ENV_STATE_DIR,
+    ENV_VLLM_VENV,
+    VLLMInstall,
+    VLLMStartError,
+    VLLMUnavailable,
+    default_venv_path,
+    find_vllm_python,
+    install_instructions,
+    probe_vllm,
+    resolve_venv,
+    state_dir,
+)
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_PORT",
+    "ENV_STATE_DIR",
+    "ENV_VLLM_VENV",
+    "ManagedVLLM",
+    "VLLMInstall",
+    "VLLMStartError",
+    "VLLMUnavailable",
+    "default_venv_path",
+    "ensure_server",
+    "find_vllm_python",
+    "free_port",
+    "install_instructions",
+    "is_healthy",
+    "is_loopback",
+    "list_pid_files",
+    "log_file_path",
+    "pid_file_path",
+    "port_in_use",
+    "probe_vllm",
+    "read_pid_file",
+    "resolve_venv",
+    "served_models",
+    "server_process_alive",
+    "state_dir",
+    "stop_pid",
+]

@@ -1,0 +1,153 @@
+"""The retrieval pipelines that ``eval`` and ``bench`` measure, on a collection made by ``vllm-ranker ingest``.
+
+``bm25`` (the BM25 Function's sparse field), ``dense`` (cosine on the dense field, query embedded by the same
+endpoint as the corpus), ``hybrid`` (both, fused by Milvus's RRF), and each of them ``+rerank``: the first stage
+fetches ``window`` hits (for hybrid: ``window`` per request, and their union is reranked, as Milvus does for a
+model ranker in hybrid_search) and a RERANK Function with ``reranker: model`` reorders them through
+``vllm_ranker.MilvusClient``, so what is measured is this package's real code path and HTTP traffic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymilvus import AnnSearchRequest, Function, FunctionType, RRFRanker
+
+from vllm_ranker.milvus import MilvusClient
+from vllm_ranker.stats import RerankStats
+from vllm_ranker.tools.errors import ToolInputError
+from vllm_ranker.tools.ingest import DENSE_FIELD, ID_FIELD, SPARSE_FIELD, TEXT_FIELD
+
+FIRST_STAGES = ("bm25", "dense", "hybrid")
+ALL_PIPELINES = ("bm25", "dense", "hybrid", "bm25+rerank", "dense+rerank", "hybrid+rerank")
+RRF_K = 60  # Milvus's default, and the value of the RRF paper
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    first_stage: str
+    rerank: bool
+
+    @property
+    def name(self) -> str:
+        return self.first_stage + ("+rerank" if self.rerank else "")
+
+    @classmethod
+    def parse(cls, name: str) -> Pipeline:
+        stage, plus, rest = name.strip().lower().partition("+")
+        if stage not in FIRST_STAGES or (plus and rest != "rerank"):
+            raise ToolInputError(
+                f"unknown pipeline {name!r}: use one of {', '.join(ALL_PIPELINES)} (comma-separated, or 'all')"
+            )
+        return cls(stage, bool(plus))
+
+
+def parse_pipelines(spec: str) -> list[Pipeline]:
+    names = ALL_PIPELINES if spec.strip().lower() == "all" else [n for n in re.split(r"[,\s]+", spec) if n]
+    return [Pipeline.parse(n) for n in names]
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """The RERANK Function's params: provider, endpoint(s), window and the scoring options."""
+
+    endpoints: tuple[str, ...]
+    provider: str = "vllm"
+    model: str | None = None
+    window: int = 100
+    max_batch: int = 32
+    truncate_prompt_tokens: int | None = -1
+    timeout: float = 600.0  # seconds for one call's whole rerank: a CPU server takes seconds per 100 documents
+    max_concurrency: int = 8
+    cache: bool = False  # reuse (query, document) scores across calls: pipelines sharing candidates pay once
+    api_key: str | None = field(default=None, repr=False)
+
+    def function(self, queries: Sequence[str]) -> Function:
+        params: dict[str, Any] = {
+            "reranker": "model",
+            "provider": self.provider,
+            "queries": list(queries),
+            "endpoint": list(self.endpoints) if len(self.endpoints) > 1 else self.endpoints[0],
+            "maxBatch": self.max_batch,
+            "timeout": self.timeout,
+            "max_concurrency": self.max_concurrency,
+        }
+        if self.model:
+            params["model_name"] = self.model
+        if self.truncate_prompt_tokens is not None and self.provider == "vllm":
+            params["truncate_prompt_tokens"] = self.truncate_prompt_tokens
+        if self.cache:
+            params["cache"] = True
+        if self.api_key:
+            params["api_key"] = self.api_key
+        return Function(name="rerank", input_field_names=[TEXT_FIELD], function_type=FunctionType.RERANK, params=params)
+
+
+@dataclass
+class Ranked:
+    """One query's answer: document ids best first, and (for +rerank) the call's stats."""
+
+    ids: list[str]
+    stats: RerankStats | None = None
+
+
+class Searcher:
+    """Runs pipelines on one collection; queries come as texts and their dense vectors (same order)."""
+
+    def __init__(
+        self,
+        client: MilvusClient,
+        collection: str,
+        *,
+        depth: int = 100,
+        rerank: RerankConfig | None = None,
+    ) -> None:
+        if depth < 1:
+            raise ToolInputError(f"depth {depth} must be at least 1")
+        self.client = client
+        self.collection = collection
+        self.depth = depth
+        self.rerank = rerank
+
+    def run(self, pipeline: Pipeline, texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> list[Ranked]:
+        """Answers for a batch of queries (one Milvus call per request kind, nq = len(texts))."""
+        if len(texts) != len(vectors):
+            raise ToolInputError(f"{len(texts)} query texts but {len(vectors)} query vectors")
+        if not texts:
+            return []
+        if pipeline.rerank and self.rerank is None:
+            raise ToolInputError(f"pipeline {pipeline.name} needs a rerank endpoint (--rerank-endpoint)")
+        window = self.rerank.window if (pipeline.rerank and self.rerank) else self.depth
+        ranker = self.rerank.function(texts) if (pipeline.rerank and self.rerank) else None
+        vecs = [list(v) for v in vectors]
+        out_fields = [ID_FIELD]
+        if pipeline.first_stage == "hybrid":
+            reqs = [
+                AnnSearchRequest(vecs, DENSE_FIELD, {"metric_type": "COSINE"}, limit=window),
+                AnnSearchRequest(list(texts), SPARSE_FIELD, {"metric_type": "BM25"}, limit=window),
+            ]
+            # A model ranker reranks the union of both requests (up to 2 x window) and returns `depth` of them.
+            result = self.client.hybrid_search(
+                self.collection,
+                reqs,
+                ranker=ranker if ranker is not None else RRFRanker(RRF_K),
+                limit=self.depth,
+                output_fields=out_fields,
+            )
+        else:
+            dense = pipeline.first_stage == "dense"
+            result = self.client.search(
+                self.collection,
+                data=vecs if dense else list(texts),
+                anns_field=DENSE_FIELD if dense else SPARSE_FIELD,
+                search_params={"metric_type": "COSINE" if dense else "BM25"},
+                limit=window,
+                output_fields=out_fields,
+                ranker=ranker,
+            )
+        stats = result.extra.get("rerank") if ranker is not None and hasattr(result, "extra") else None
+        # One stats record covers the whole call; with nq > 1 it is shared by its queries.
+        return [Ranked([str(hit[ID_FIELD]) for hit in hits][: self.depth], stats) for hits in result]

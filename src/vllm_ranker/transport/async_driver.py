@@ -1,0 +1,163 @@
+"""The asyncio driver of the exchange: httpx AsyncClients in shards of a few connections each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from vllm_ranker.core.ordering import Batch
+from vllm_ranker.core.spec import RerankSpec
+from vllm_ranker.stats import RerankStats
+from vllm_ranker.transport._driving import _broken, _unlink, _Work
+from vllm_ranker.transport.balancer import EndpointPool
+from vllm_ranker.transport.exchange import (
+    DEFAULT_CLIENT_LIMIT,
+    Answer,
+    Broken,
+    Reply,
+    Send,
+    Sleep,
+    deadline_error,
+    exchange,
+)
+
+log = logging.getLogger(__name__)
+
+SHARD_CONNECTIONS = 8
+
+
+class _AsyncShards:
+    """``ceil(limit / SHARD_CONNECTIONS)`` AsyncClients splitting ``limit`` connections between them. A request goes
+    to the shard with the most free connections (ties: the first), so sequential calls stay on shard 0's warm
+    connections, heavy load spreads evenly, and no request waits in a full shard while another has room.
+    One SSL context serves all shards (building one costs ~25 ms)."""
+
+    def __init__(self, limit: int, verify: bool) -> None:
+        context = httpx.create_ssl_context(verify=verify)
+        sizes = [SHARD_CONNECTIONS] * (limit // SHARD_CONNECTIONS)
+        if limit % SHARD_CONNECTIONS:
+            sizes.append(limit % SHARD_CONNECTIONS)
+        self.clients = [
+            httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                verify=context,
+                follow_redirects=False,
+            )
+            for size in sizes
+        ]
+        self.sizes = sizes
+        self.busy = [0] * len(sizes)
+
+    def pick(self) -> int:
+        """Index of the shard with the most free connections, counted busy until ``done``; event-loop thread only
+        (no lock needed)."""
+        free = [size - busy for size, busy in zip(self.sizes, self.busy, strict=True)]
+        index = free.index(max(free))
+        self.busy[index] += 1
+        return index
+
+    def done(self, index: int) -> None:
+        self.busy[index] -= 1
+
+    def connections(self) -> int:
+        pools: list[Any] = [client._transport for client in self.clients]  # httpx.AsyncHTTPTransport
+        return sum(len(transport._pool.connections) for transport in pools)
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        return all(client.is_closed for client in self.clients)
+
+
+class AsyncTransport:
+    """Asyncio transport: pooled ``httpx.AsyncClient``s (sharded, see _AsyncShards); cancelling the caller cancels
+    the requests."""
+
+    def __init__(self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True) -> None:
+        self._http = _AsyncShards(client_limit, verify)
+        self._http_unverified: _AsyncShards | None = None  # for params['tls_verify']=false, made on first use
+        self._gate = asyncio.Semaphore(client_limit)
+        self.client_limit = client_limit
+        self.pool = EndpointPool()  # endpoint health, shared by every call of this client
+
+    async def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
+        deadline = time.monotonic() + spec.timeout
+        work = _Work(batches)
+        try:
+            async with asyncio.timeout(spec.timeout):
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(min(spec.max_concurrency, len(batches))):
+                        group.create_task(self._worker(spec, work, deadline, stats))
+        except TimeoutError:
+            raise deadline_error(spec) from None
+        except BaseExceptionGroup as group_error:
+            raise group_error.exceptions[0] from None
+        return [r for r in work.results if r is not None]
+
+    async def _worker(self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats) -> None:
+        while (index := work.take()) is not None:
+            steps = exchange(spec, work.batches[index], deadline, stats, self.pool)
+            reply: Reply = None
+            try:
+                while True:
+                    try:
+                        action = steps.send(reply)
+                    except StopIteration as done:
+                        work.results[index] = done.value
+                        break
+                    if isinstance(action, Sleep):
+                        await asyncio.sleep(action.seconds)
+                        reply = None
+                    else:
+                        reply = await self._send(action)
+            finally:
+                steps.close()  # on cancellation: the exchange gives its endpoint slot back now, not at GC
+
+    def _shards(self, verify: bool) -> _AsyncShards:
+        if verify:
+            return self._http
+        if self._http_unverified is None:
+            self._http_unverified = _AsyncShards(self.client_limit, verify=False)
+        return self._http_unverified
+
+    async def _send(self, action: Send) -> Answer | Broken:
+        async with self._gate:
+            shards = self._shards(action.verify)
+            shard = shards.pick()
+            started = time.monotonic()
+            try:
+                response = await shards.clients[shard].post(
+                    action.url, content=action.body, headers=action.headers, timeout=action.timeout
+                )
+                _unlink(response)
+                return Answer(
+                    response.status_code,
+                    response.content,
+                    response.headers.get("retry-after"),
+                    time.monotonic() - started,
+                )
+            except httpx.HTTPError as exc:
+                return _broken(exc, time.monotonic() - started)
+            finally:
+                shards.done(shard)
+
+    def connections(self) -> int:
+        """HTTP connections open now, over all pools (for tests and diagnostics)."""
+        return self._http.connections() + (self._http_unverified.connections() if self._http_unverified else 0)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed and (self._http_unverified is None or self._http_unverified.is_closed)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        if self._http_unverified is not None:
+            await self._http_unverified.aclose()
