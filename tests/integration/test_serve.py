@@ -44,7 +44,7 @@ DOCS = ["Horses are animals.", "Paris is the capital of France.", "Brasilia is t
 def cli(*args: str, state_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `vllm-ranker serve ...` in a fresh interpreter (as a user would)."""
     return subprocess.run(
-        [sys.executable, "-m", "vllm_ranker.cli.serve", "serve", *args],
+        [sys.executable, "-m", "vllm_ranker.cli.main", "serve", *args],
         env=cli_env(state_dir),
         capture_output=True,
         text=True,
@@ -370,3 +370,25 @@ def test_ctrl_c_stops_a_starting_server(vllm_install: VLLMInstall, tmp_path: Pat
     assert "Stopping vLLM" in stderr and "vLLM stopped." in stderr
     assert not pid_file.exists()
     assert wait_until(lambda: group_gone(server_pid), 30), "vLLM processes survived Ctrl-C"
+
+
+@pytest.mark.vllm
+def test_every_detached_start_writes_the_pid_file_serve_stop_finds(vllm_install: VLLMInstall, tmp_path: Path) -> None:
+    # demo/ingest/eval/bench --keep-server start vLLM through ensure_server(detach=True): before, no PID file was
+    # written there, so `vllm-ranker serve --stop` could not find the server they left running.
+    env_before = os.environ.get("VLLM_RANKER_STATE_DIR")
+    os.environ["VLLM_RANKER_STATE_DIR"] = str(tmp_path)
+    try:
+        server = ManagedVLLM(port=0, venv=vllm_install.venv, detach=True).launch()
+    finally:
+        if env_before is None:
+            del os.environ["VLLM_RANKER_STATE_DIR"]
+        else:
+            os.environ["VLLM_RANKER_STATE_DIR"] = env_before
+    pid = server.pid
+    assert pid is not None
+    assert (tmp_path / f"vllm-{server.port}.pid").read_text().strip() == str(pid)
+    done = cli("--stop", "--port", str(server.port), state_dir=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wait_until(lambda: group_gone(pid), 30)
+    assert not (tmp_path / f"vllm-{server.port}.pid").exists()

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -43,7 +43,7 @@ from vllm_ranker.local_vllm import (
     stop_pid,
 )
 
-__all__ = ["add_parser", "main", "run"]
+__all__ = ["add_parser", "run"]
 
 # Exit codes: 0 ok, 1 the server failed (start-up or crash), 2 vLLM unavailable / bad usage.
 EXIT_OK, EXIT_SERVER_FAILED, EXIT_UNAVAILABLE = 0, 1, 2
@@ -104,7 +104,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="-- VLLM_ARGS",
         help="extra arguments for `vllm serve`, after `--` (e.g. -- --dtype float32)",
     )
-    parser.set_defaults(func=run)
     return parser
 
 
@@ -302,16 +301,3 @@ def _stop_signals_as_interrupt() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m vllm_ranker.cli.serve serve [options]``."""
-    parser = argparse.ArgumentParser(prog="vllm-ranker")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Locate, launch, health-check and stop a real vLLM server.
+"""The managed vLLM server: launch, health-check and stop it; ``ensure_server`` reuses a healthy one.
 
 vLLM (and torch) are deliberately *not* dependencies of ``vllm_ranker``: they live
 in a separate virtual environment (see ``scripts/install-vllm.sh``).  This module
