@@ -21,10 +21,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from common import DIM, WORDS, loopback_service
+from common import DIM, WORDS, loopback_service, vllm_ranker_function
 from milvus_server import milvus_lite_server, populate
 
-from vllm_ranker import AsyncMilvusClient, Function, FunctionType, MilvusClient
+from vllm_ranker import AsyncMilvusClient, Function, MilvusClient
 
 LIMIT = 40  # candidates per search
 MAX_BATCH = 20  # so each search sends 2 requests, concurrently
@@ -36,18 +36,7 @@ def workload(endpoint: str, n: int, seed: int = 3) -> list[tuple[list[list[float
     out = []
     for i in range(n):
         query = " ".join(rng.sample(WORDS, 3))
-        fn = Function(
-            name=f"vllm_{i}",
-            input_field_names=["document"],
-            function_type=FunctionType.RERANK,
-            params={
-                "reranker": "model",
-                "provider": "vllm",
-                "endpoint": endpoint,
-                "queries": [query],
-                "maxBatch": MAX_BATCH,
-            },
-        )
+        fn = vllm_ranker_function(endpoint, [query], name=f"vllm_{i}", maxBatch=MAX_BATCH)
         out.append(([[rng.random() for _ in range(DIM)]], fn))
     return out
 

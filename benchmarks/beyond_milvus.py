@@ -29,9 +29,9 @@ from typing import Any
 
 import httpx
 import pymilvus
-from common import interleaved_medians, make_collection, own_process, query_vector
+from common import interleaved_medians, make_collection, own_process, query_vector, vllm_ranker_function
 
-from vllm_ranker import AsyncMilvusClient, Function, FunctionType, MilvusClient
+from vllm_ranker import AsyncMilvusClient, Function, MilvusClient
 
 
 # -- the simulated service, in its own process, controlled through a pipe ---------------------------------------
@@ -118,12 +118,7 @@ def service(**kwargs: Any) -> Iterator[Service]:
 
 
 def ranker(endpoint: str, queries: list[str], **params: Any) -> Function:
-    return Function(
-        name="vllm",
-        input_field_names=["document"],
-        function_type=FunctionType.RERANK,
-        params={"reranker": "model", "provider": "vllm", "queries": queries, "endpoint": endpoint, **params},
-    )
+    return vllm_ranker_function(endpoint, queries, **params)
 
 
 def verdict(ok: bool) -> str:

@@ -12,34 +12,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vllm_ranker import DataType, MilvusClient
+from vllm_ranker import DataType, Function, FunctionType, MilvusClient
 
 DIM = 32
+# fmt: off
 WORDS = [
-    "vector",
-    "search",
-    "rerank",
-    "model",
-    "energy",
-    "python",
-    "milvus",
-    "cluster",
-    "latency",
-    "gpu",
-    "batch",
-    "query",
-    "document",
-    "index",
-    "score",
-    "dense",
-    "sparse",
-    "hybrid",
-    "ranking",
-    "relevance",
-    "cross",
-    "encoder",
-    "token",
+    "vector", "search", "rerank", "model", "energy", "python", "milvus", "cluster", "latency", "gpu", "batch",
+    "query", "document", "index", "score", "dense", "sparse", "hybrid", "ranking", "relevance", "cross",
+    "encoder", "token",
 ]
+# fmt: on
 
 
 def random_rows(n_docs: int, words_per_doc: int, seed: int) -> list[dict[str, Any]]:
@@ -138,3 +120,13 @@ def loopback_service(**kwargs: Any) -> Iterator[str]:
     """A loopback vLLM rerank server in its own process; yields its endpoint."""
     with own_process(_serve, kwargs) as (endpoint, _conn):
         yield endpoint
+
+
+def vllm_ranker_function(endpoint: str, queries: list[str], name: str = "vllm", **params: Any) -> Function:
+    """The Milvus docs' vLLM ranker Function, with extra params (maxBatch, timeout, ...)."""
+    return Function(
+        name=name,
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
+        params={"reranker": "model", "provider": "vllm", "endpoint": endpoint, "queries": queries, **params},
+    )

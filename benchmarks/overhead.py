@@ -15,24 +15,13 @@ import sys
 
 import httpx
 import pymilvus
-from common import interleaved_medians, loopback_service, make_collection, query_vector
+from common import interleaved_medians, loopback_service, make_collection, query_vector, vllm_ranker_function
 
-from vllm_ranker import Function, FunctionType
+from vllm_ranker import Function
 
 
 def ranker(endpoint: str, max_batch: int) -> Function:
-    return Function(
-        name="vllm",
-        input_field_names=["document"],
-        function_type=FunctionType.RERANK,
-        params={
-            "reranker": "model",
-            "provider": "vllm",
-            "queries": ["vector search latency"],
-            "endpoint": endpoint,
-            "maxBatch": max_batch,
-        },
-    )
+    return vllm_ranker_function(endpoint, ["vector search latency"], maxBatch=max_batch)
 
 
 def main() -> int:

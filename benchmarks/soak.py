@@ -30,10 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from common import DIM, WORDS, own_process
+from common import DIM, WORDS, own_process, vllm_ranker_function
 from milvus_server import milvus_lite_server, populate
 
-from vllm_ranker import AnnSearchRequest, AsyncMilvusClient, Function, FunctionType, MilvusClient, RerankError
+from vllm_ranker import AnnSearchRequest, AsyncMilvusClient, Function, MilvusClient, RerankError
 
 TIMEOUT_S = 2.0  # the ranker's deadline per call; the "too slow" fault answers after 3 s
 Normalised = tuple[tuple[tuple[int, float, str], ...], ...]
@@ -105,19 +105,8 @@ def make_searches(endpoint: str, n: int, seed: int) -> list[Search]:
     for i in range(n):
         queries = [" ".join(rng.sample(WORDS, rng.randint(1, 3))) for _ in range(rng.randint(1, 3))]
         vectors = [[rng.random() for _ in range(DIM)] for _ in queries]
-        ranker = Function(
-            name=f"vllm_{i}",
-            input_field_names=["document"],
-            function_type=FunctionType.RERANK,
-            params={
-                "reranker": "model",
-                "provider": "vllm",
-                "endpoint": endpoint,
-                "queries": queries,
-                "maxBatch": rng.choice([4, 8, 16, 32]),
-                "timeout": TIMEOUT_S,
-                "max_retries": 2,
-            },
+        ranker = vllm_ranker_function(
+            endpoint, queries, name=f"vllm_{i}", maxBatch=rng.choice([4, 8, 16, 32]), timeout=TIMEOUT_S, max_retries=2
         )
         out.append(
             Search(("dense", "text", "hybrid")[i % 3], queries, vectors, rng.randint(3, 25), rng.randint(0, 5), ranker)

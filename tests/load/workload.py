@@ -26,35 +26,13 @@ from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 COLLECTION = "load_docs"
 DIM = 16
+# fmt: off
 WORDS = [
-    "vector",
-    "search",
-    "rerank",
-    "model",
-    "energy",
-    "python",
-    "milvus",
-    "cluster",
-    "latency",
-    "gpu",
-    "batch",
-    "query",
-    "document",
-    "index",
-    "score",
-    "dense",
-    "sparse",
-    "hybrid",
-    "ranking",
-    "relevance",
-    "cross",
-    "encoder",
-    "token",
-    "solar",
-    "wind",
-    "research",
-    "progress",
+    "vector", "search", "rerank", "model", "energy", "python", "milvus", "cluster", "latency", "gpu", "batch",
+    "query", "document", "index", "score", "dense", "sparse", "hybrid", "ranking", "relevance", "cross",
+    "encoder", "token", "solar", "wind", "research", "progress",
 ]
+# fmt: on
 
 Normalised = tuple[tuple[tuple[int, float, str], ...], ...]  # per query: (pk, distance, document) per hit
 

@@ -18,16 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vllm_ranker import MilvusClient
-from vllm_ranker.cli._options import (
-    add_milvus_options,
-    add_rerank_options,
-    add_vllm_options,
-    collection_name,
-    progress_bar,
-    rerank_config,
-    truncation,
-    vllm_endpoint,
-)
+from vllm_ranker.cli import _options as opts
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
 from vllm_ranker.tools.embeddings import Embedder
 from vllm_ranker.tools.evaluation import embed_queries
@@ -43,9 +34,9 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dataset", help="a BEIR directory (its queries.jsonl and qrels/<split>.tsv)")
-    add_milvus_options(parser)
-    add_vllm_options(parser)
-    add_rerank_options(parser)
+    opts.add_milvus_options(parser)
+    opts.add_vllm_options(parser)
+    opts.add_rerank_options(parser)
     parser.add_argument("--pipeline", default="hybrid+rerank", help="pipeline to time (default hybrid+rerank)")
     parser.add_argument("--concurrency", type=int, default=1, help="searches in flight (default 1)")
     parser.add_argument("--queries", type=int, default=32, help="measured queries (default 32)")
@@ -76,21 +67,21 @@ def _table(report: BenchReport) -> Table:
 def run(args: argparse.Namespace) -> int:
     console = Console()
     pipeline = Pipeline.parse(args.pipeline)
-    name = collection_name(args, args.dataset)
+    name = opts.collection_name(args, args.dataset)
     queries = read_queries(args.dataset)
     judged = [q for q in read_qrels(args.dataset, args.split) if q in queries]
     picked = judged[: args.warmup + args.queries]
     texts = [queries[q] for q in picked]
-    with vllm_endpoint(console, args) as endpoint:
+    with opts.vllm_endpoint(console, args) as endpoint:
         # No score cache here: every measured call pays for its own rerank, as a fresh query would.
-        rerank = rerank_config(args, endpoint, cache=False)
+        rerank = opts.rerank_config(args, endpoint, cache=False)
         client = MilvusClient(uri=args.uri, token=args.token)
         try:
             client.load_collection(name)
-            with Embedder(endpoint, args.model, truncation(args)) as embedder:
+            with Embedder(endpoint, args.model, opts.truncation(args)) as embedder:
                 vectors = embed_queries(embedder, texts)
             searcher = Searcher(client, name, depth=100, rerank=rerank)
-            with progress_bar(console) as bar:
+            with opts.progress_bar(console) as bar:
                 task = bar.add_task(f"{pipeline.name} x{args.concurrency}", total=len(texts) - args.warmup, rate="")
                 started = time.perf_counter()
 
