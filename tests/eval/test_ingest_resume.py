@@ -17,7 +17,7 @@ from vllm_ranker import MilvusClient
 from vllm_ranker.testing import Recorded, Reply, RerankServer
 from vllm_ranker.tools.corpus_files import Columns, read_corpus
 from vllm_ranker.tools.embeddings import Embedder
-from vllm_ranker.tools.errors import CorpusFileError, EmbeddingServiceError, IngestCountError
+from vllm_ranker.tools.errors import CorpusFileError, EmbeddingServiceError, IngestCountError, ToolInputError
 from vllm_ranker.tools.ingest import ID_FIELD, ingest
 
 N_DOCS = 50
@@ -134,7 +134,7 @@ def test_duplicate_ids_in_the_corpus_count_once(tmp_path: Path) -> None:
     assert (report.documents, report.duplicate_ids, report.count) == (2, 1, 2)
 
 
-def test_count_check_refuses_a_mixed_collection(tmp_path: Path) -> None:
+def test_another_corpus_is_refused_before_any_write(tmp_path: Path) -> None:
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_corpus(first, 5)
     second.write_text(json.dumps({"_id": "other", "text": "another corpus"}) + "\n")
@@ -142,8 +142,45 @@ def test_count_check_refuses_a_mixed_collection(tmp_path: Path) -> None:
         client = MilvusClient(uri=str(tmp_path / "mixed.db"))
         try:
             ingest(client, "c", read_corpus(first), embedder)
-            with pytest.raises(IngestCountError, match="holds 6 documents but the corpus has 1"):
+            with pytest.raises(ToolInputError, match="already holds 5 documents and none of this corpus's first 1"):
                 ingest(client, "c", read_corpus(second), embedder)
+            assert len(stored_ids(client, "c")) == 5  # nothing was added
+        finally:
+            client.close()
+
+
+def test_count_check_refuses_a_partly_mixed_collection(tmp_path: Path) -> None:
+    # Sharing some ids passes for a resume; the count check after the run still says the two corpora mix.
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_corpus(first, 5)
+    second.write_text("".join(json.dumps({"_id": i, "text": "x"}) + "\n" for i in ("doc-0", "other")))
+    with RerankServer() as server, Embedder(server.endpoint) as embedder:
+        client = MilvusClient(uri=str(tmp_path / "mixed.db"))
+        try:
+            ingest(client, "c", read_corpus(first), embedder)
+            with pytest.raises(IngestCountError, match="holds 6 documents but the corpus has 2"):
+                ingest(client, "c", read_corpus(second), embedder)
+        finally:
+            client.close()
+
+
+def test_a_failed_start_leaves_no_collection_behind(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, 10)
+    with RerankServer() as server:
+        # The dimension probe (one text) works; the first real batch fails for good.
+        def fail_batches(request: Recorded) -> Reply | None:
+            body = request.body if isinstance(request.body, dict) else {}
+            if request.path.endswith("/embeddings") and len(body.get("input") or []) > 1:
+                return Reply(status=400, json_body={"error": {"message": "bad request"}})
+            return None
+
+        server.fault = fail_batches
+        client = MilvusClient(uri=str(tmp_path / "failed.db"))
+        try:
+            with Embedder(server.endpoint, max_retries=0) as embedder, pytest.raises(EmbeddingServiceError):
+                ingest(client, "c", read_corpus(corpus), embedder, batch_size=4)
+            assert not client.has_collection("c")
         finally:
             client.close()
 

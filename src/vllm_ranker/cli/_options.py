@@ -1,5 +1,6 @@
-"""What ``vllm-ranker ingest``, ``eval`` and ``bench`` share: the Milvus/vLLM options, the local vLLM started
-when no endpoint is given (as ``demo`` does), and a rich progress bar with a rate column."""
+"""What the subcommands share: the Milvus/vLLM/rerank options, argument types that refuse impossible values, the
+help formatter, the local vLLM started when no endpoint is given, a progress bar with a rate column, and
+``UsageError`` (a flag that cannot work: ``error:`` and exit 2)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from vllm_ranker.tools.errors import ToolError, ToolInputError
 from vllm_ranker.tools.pipelines import RerankConfig
+
+if TYPE_CHECKING:
+    from vllm_ranker import MilvusClient
 
 
 class UsageError(Exception):
@@ -21,14 +27,80 @@ class UsageError(Exception):
 
 
 DEFAULT_DB = "./vllm_ranker.db"
+URI_SCHEMES = ("http://", "https://", "tcp://", "unix:", "grpc://", "grpcs://")
 
 
-def add_milvus_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--uri", default=DEFAULT_DB, help=f"Milvus Lite file or Milvus server URI (default {DEFAULT_DB})"
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and shows every default that the help text does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def describe(doc: str | None) -> str:
+    """A module docstring as plain help text: reST literals (``x``) and backticks shown as plain words."""
+    return re.sub(r"`{1,2}([^`]+)`{1,2}", r"\1", doc or "")
+
+
+def add_command(sub: Any, name: str, doc: str | None, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=describe(doc), formatter_class=HelpFormatter
     )
+    return parser
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (0 would mean "do nothing", which no flag here wants)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def milvus_uri(text: str) -> str:
+    """argparse type: what pymilvus's ``uri`` takes — a Milvus Lite file (``*.db``) or a server URI."""
+    if text.startswith(URI_SCHEMES) or text.endswith(".db"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a Milvus Lite file (a path ending in .db) nor a server URI (http://host:19530)"
+    )
+
+
+def add_milvus_options(parser: argparse.ArgumentParser, *, collection_help: str | None = None) -> None:
+    parser.add_argument("--uri", type=milvus_uri, default=DEFAULT_DB, help="Milvus Lite file or Milvus server URI")
+    parser.add_argument("--db", dest="uri", type=milvus_uri, help=argparse.SUPPRESS)  # the demo's old name
     parser.add_argument("--token", default="", help="Milvus token (user:password or API key) for a server URI")
-    parser.add_argument("--collection", help="collection name (default: the corpus directory's name)")
+    parser.add_argument(
+        "--collection",
+        help=collection_help or "collection name (default: the dataset directory's name, as ingest names it)",
+    )
+
+
+def connect(args: argparse.Namespace) -> MilvusClient:
+    """A client of --uri; a Milvus that cannot be reached is one clear error, not pymilvus's traceback."""
+    from pymilvus import MilvusException
+
+    from vllm_ranker import MilvusClient
+
+    try:
+        return MilvusClient(uri=args.uri, token=args.token)
+    except MilvusException as exc:
+        raise ToolError(f"cannot open Milvus at {args.uri}: {exc.message}: is the server running there?") from None
+
+
+def require_collection(client: MilvusClient, name: str, uri: str) -> None:
+    if not client.has_collection(name):
+        found = ", ".join(sorted(client.list_collections())) or "none"
+        raise ToolInputError(
+            f"collection {name!r} not found at {uri} (it has: {found}): make it with `vllm-ranker ingest DIR`, "
+            "or give --collection with one of those"
+        )
 
 
 def add_vllm_options(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +109,7 @@ def add_vllm_options(parser: argparse.ArgumentParser) -> None:
         help="a running vLLM or other OpenAI-compatible server for /v1/embeddings (and /v1/rerank); "
         "default: a local vLLM, started here if none is healthy on --port",
     )
-    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server (default 8000)")
+    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server")
     parser.add_argument("--model", help="embedding model name (default: the first model the endpoint lists)")
     parser.add_argument("--vllm-venv", help="the vLLM virtual environment (default: see `vllm-ranker serve -h`)")
     parser.add_argument("--keep-server", action="store_true", help="leave a vLLM server started here running")
@@ -56,13 +128,16 @@ def truncation(args: argparse.Namespace) -> int | None:
 
 
 def collection_name(args: argparse.Namespace, corpus: str | None) -> str:
-    """--collection, else the corpus directory's (or file's) name made into a valid Milvus name."""
+    """--collection, else the dataset's name made into a valid Milvus name: a directory's name, and for a BEIR
+    ``corpus.jsonl`` its directory's name (so ``ingest DIR/corpus.jsonl`` and ``eval DIR`` agree), else the file's
+    stem."""
     if args.collection:
         return str(args.collection)
     if corpus is None:
-        raise SystemExit("give --collection")
+        raise UsageError("give --collection")
     path = Path(corpus)
-    stem = path.name if path.is_dir() else path.stem
+    beir_corpus = path.name == "corpus.jsonl" and path.parent.name not in ("", ".")
+    stem = path.resolve().parent.name if beir_corpus else (path.resolve().name if path.is_dir() else path.stem)
     name = re.sub(r"\W", "_", stem) or "corpus"
     return name if not name[0].isdigit() else f"c_{name}"
 
@@ -106,15 +181,20 @@ def progress_bar(console: Console, *, transient: bool = False) -> Progress:
 
 
 def add_rerank_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window", type=int, default=100, help="first-stage hits reranked by +rerank (default 100)")
-    parser.add_argument("--rerank-provider", default="vllm", help="RERANK Function provider (default vllm)")
+    parser.add_argument("--window", type=positive_int, default=100, help="first-stage hits reranked by +rerank")
+    parser.add_argument(
+        "--rerank-provider",
+        default="vllm",
+        choices=("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface"),
+        help="RERANK Function provider",
+    )
     parser.add_argument(
         "--rerank-endpoint",
         action="append",
         help="rerank service URL (repeatable: several endpoints share the load); default: --endpoint",
     )
     parser.add_argument("--rerank-model", help="the provider's model_name (default: the server's only model)")
-    parser.add_argument("--max-batch", type=int, default=32, help="documents per rerank request (default 32)")
+    parser.add_argument("--max-batch", type=positive_int, default=32, help="documents per rerank request")
     parser.add_argument(
         "--rerank-api-key-env", help="environment variable holding the rerank provider's API key (never a flag)"
     )

@@ -21,28 +21,29 @@ from vllm_ranker import MilvusClient
 from vllm_ranker.cli import _options as opts
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
 from vllm_ranker.tools.embeddings import Embedder
+from vllm_ranker.tools.errors import ToolInputError
 from vllm_ranker.tools.evaluation import embed_queries
 from vllm_ranker.tools.load_bench import BenchReport, run_bench
-from vllm_ranker.tools.pipelines import Pipeline, Searcher
+from vllm_ranker.tools.pipelines import ALL_PIPELINES, Pipeline, Searcher
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
+    parser = opts.add_command(
+        sub,
         "bench",
-        help="latency p50/p95/p99 and throughput of a pipeline at a concurrency, split into search/service/ours",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        __doc__,
+        "latency p50/p95/p99 and throughput of a pipeline at a concurrency, split into search/service/ours",
     )
     parser.add_argument("dataset", help="a BEIR directory (its queries.jsonl and qrels/<split>.tsv)")
     opts.add_milvus_options(parser)
     opts.add_vllm_options(parser)
     opts.add_rerank_options(parser)
-    parser.add_argument("--pipeline", default="hybrid+rerank", help="pipeline to time (default hybrid+rerank)")
-    parser.add_argument("--concurrency", type=int, default=1, help="searches in flight (default 1)")
-    parser.add_argument("--queries", type=int, default=32, help="measured queries (default 32)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured calls first (default 2)")
-    parser.add_argument("--split", default="test", help="take the queries of this qrels split (default test)")
-    parser.add_argument("--out", default="./out", help="directory for the JSON report (default ./out)")
+    parser.add_argument("--pipeline", default="hybrid+rerank", choices=ALL_PIPELINES, help="pipeline to time")
+    parser.add_argument("--concurrency", type=opts.positive_int, default=1, help="searches in flight")
+    parser.add_argument("--queries", type=opts.positive_int, default=32, help="measured queries")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured calls first")
+    parser.add_argument("--split", default="test", help="take the queries of this qrels split (qrels/SPLIT.tsv)")
+    parser.add_argument("--out", default="./out", help="directory for the JSON report")
 
 
 def _table(report: BenchReport) -> Table:
@@ -70,8 +71,27 @@ def run(args: argparse.Namespace) -> int:
     name = opts.collection_name(args, args.dataset)
     queries = read_queries(args.dataset)
     judged = [q for q in read_qrels(args.dataset, args.split) if q in queries]
-    picked = judged[: args.warmup + args.queries]
+    if args.warmup < 0:
+        raise opts.UsageError(f"--warmup {args.warmup} must be 0 or more")
+    measured = min(args.queries, len(judged) - args.warmup)
+    if measured < 1:
+        raise ToolInputError(
+            f"{args.dataset} has {len(judged)} judged queries in split {args.split!r}: not enough for "
+            f"--warmup {args.warmup} and one measured query: lower --warmup"
+        )
+    if measured < args.queries:
+        # Said, not silent: the figures then stand on fewer queries than asked for.
+        console.print(
+            f"[yellow]warning:[/] {len(judged)} judged queries: measuring {measured}, not --queries {args.queries} "
+            f"(--warmup {args.warmup} take the first ones)"
+        )
+    picked = judged[: args.warmup + measured]
     texts = [queries[q] for q in picked]
+    probe = opts.connect(args)
+    try:
+        opts.require_collection(probe, name, args.uri)
+    finally:
+        probe.close()
     with opts.vllm_endpoint(console, args) as endpoint:
         # No score cache here: every measured call pays for its own rerank, as a fresh query would.
         rerank = opts.rerank_config(args, endpoint, cache=False)

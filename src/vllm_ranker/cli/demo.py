@@ -1,9 +1,9 @@
-"""``vllm-ranker demo``: the seed document end to end on the embedded default.
+"""``vllm-ranker demo``: the vLLM Ranker page of the Milvus docs, end to end on the embedded default.
 
 A local vLLM (started here, or reused, or given by --endpoint) serves both /v1/embeddings and /v1/rerank; a
 Milvus Lite collection of Python standard-library docstrings gets its dense vectors from vLLM through Milvus's
-TEXTEMBEDDING function (so text queries work on the dense field, as in the seed) and a BM25 sparse field; then the
-seed's two calls run with the vLLM ranker and each query's first-stage vs reranked order is printed side by side.
+TEXTEMBEDDING function (so text queries work on the dense field, as in the Milvus docs) and a BM25 sparse field; then the
+docs' two calls run with the vLLM ranker and each query's first-stage vs reranked order is printed side by side.
 """
 
 from __future__ import annotations
@@ -20,24 +20,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vllm_ranker import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient
+from vllm_ranker.cli._options import add_command, milvus_uri, positive_int
 from vllm_ranker.tools.demo_corpus import stdlib_docs
 from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 COLLECTION = "python_docs"
+DEMO_DB = "./vllm_ranker_demo.db"
 DEFAULT_QUERIES = ("How do I parse command line arguments?", "Read a gzip compressed file")
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "demo", help="run the seed document's search and hybrid search with the vLLM ranker", description=__doc__
+    parser = add_command(
+        sub, "demo", __doc__, "the Milvus docs' search and hybrid search with the vLLM ranker, on Milvus Lite"
     )
-    parser.add_argument("--db", default="./vllm_ranker_demo.db", help="Milvus Lite file, or a Milvus server URI")
+    parser.add_argument("--uri", type=milvus_uri, default=DEMO_DB, help="Milvus Lite file, or a Milvus server URI")
+    parser.add_argument("--db", dest="uri", type=milvus_uri, help=argparse.SUPPRESS)  # its old name
     parser.add_argument("--endpoint", help="an already running vLLM (OpenAI-compatible) server; default: local")
-    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server (default 8000)")
+    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server")
     parser.add_argument("--model", help="model for the local vLLM server (default: packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--vllm-venv", help="the vLLM virtual environment (default: see `vllm-ranker serve -h`)")
-    parser.add_argument("--docs", type=int, default=2000, help="number of documents (default 2000)")
-    parser.add_argument("--limit", type=int, default=5, help="hits per query (default 5, as in the seed)")
+    parser.add_argument("--vllm-venv", help="the vLLM virtual environment (default: see vllm-ranker serve --help)")
+    parser.add_argument("--docs", type=positive_int, default=2000, help="number of documents")
+    parser.add_argument("--limit", type=positive_int, default=5, help="hits per query (5, as in the Milvus docs)")
     parser.add_argument("--query", action="append", help="a query (repeatable); default: two built-in queries")
     parser.add_argument("--keep-server", action="store_true", help="leave a vLLM server started here running")
 
@@ -62,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"vLLM at [bold]{endpoint}[/bold]")
     try:
         model, dim = _embedding_model(endpoint)
-        client = MilvusClient(uri=args.db)
+        client = MilvusClient(uri=args.uri)
         try:
             _build_collection(console, client, endpoint, model, dim, args.docs)
-            _run_seed_calls(console, client, endpoint, list(args.query or DEFAULT_QUERIES), args.limit)
+            _run_docs_calls(console, client, endpoint, list(args.query or DEFAULT_QUERIES), args.limit)
         finally:
             client.close()
     finally:
@@ -121,7 +124,7 @@ def _build_collection(console: Console, client: MilvusClient, endpoint: str, mod
 
 
 def _ranker(endpoint: str, queries: Sequence[str]) -> Function:
-    # The seed's Function, pointed at the local server.
+    # The Function of the Milvus docs, pointed at the local server.
     return Function(
         name="vllm_semantic_ranker",
         input_field_names=["document"],
@@ -137,7 +140,7 @@ def _ranker(endpoint: str, queries: Sequence[str]) -> Function:
     )
 
 
-def _run_seed_calls(console: Console, client: MilvusClient, endpoint: str, queries: list[str], limit: int) -> None:
+def _run_docs_calls(console: Console, client: MilvusClient, endpoint: str, queries: list[str], limit: int) -> None:
     ranker = _ranker(endpoint, queries)
     fields = ["title", "document"]
 
@@ -155,7 +158,9 @@ def _run_seed_calls(console: Console, client: MilvusClient, endpoint: str, queri
         ranker=ranker,
         consistency_level="Bounded",
     )
-    _report(console, "search on dense_vector + vLLM ranker", queries, first, reranked, plain_s)
+    _report(
+        console, "search on dense_vector + vLLM ranker", "first stage (vector order)", queries, first, reranked, plain_s
+    )
 
     def requests(field: str) -> AnnSearchRequest:
         return AnnSearchRequest(data=queries, anns_field=field, param={}, limit=limit)
@@ -178,17 +183,25 @@ def _run_seed_calls(console: Console, client: MilvusClient, endpoint: str, queri
         output_fields=fields,
     )
     _report(
-        console, "hybrid_search dense + BM25 + vLLM ranker (first stage shown: RRF)", queries, first, reranked, plain_s
+        console,
+        "hybrid_search dense + BM25 + vLLM ranker",
+        "first stage (RRF order)",
+        queries,
+        first,
+        reranked,
+        plain_s,
     )
 
 
-def _report(console: Console, title: str, queries: list[str], first: Any, reranked: Any, plain_s: float) -> None:
+def _report(
+    console: Console, title: str, first_label: str, queries: list[str], first: Any, reranked: Any, plain_s: float
+) -> None:
     stats = reranked.extra["rerank"]
     console.rule(f"[bold]{title}")
     for q, query in enumerate(queries):
         table = Table(title=f"query {q + 1}: {query!r}", show_lines=False, expand=True)
         table.add_column("#", justify="right", width=2)
-        table.add_column("first stage (vector order)", ratio=1)
+        table.add_column(first_label, ratio=1)
         table.add_column("score", justify="right", width=8)
         table.add_column("reranked by vLLM", ratio=1)
         table.add_column("score", justify="right", width=8)

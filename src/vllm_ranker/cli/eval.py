@@ -21,46 +21,58 @@ from rich.console import Console
 
 from vllm_ranker import MilvusClient
 from vllm_ranker.cli._options import (
+    add_command,
     add_milvus_options,
     add_rerank_options,
     add_vllm_options,
     collection_name,
+    connect,
+    positive_int,
     progress_bar,
+    require_collection,
     rerank_config,
     truncation,
     vllm_endpoint,
 )
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
 from vllm_ranker.tools.embeddings import Embedder
-from vllm_ranker.tools.evaluation import embed_queries, evaluate
+from vllm_ranker.tools.evaluation import embed_queries, evaluate, require_extra
 from vllm_ranker.tools.pipelines import Pipeline, Searcher, parse_pipelines
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "eval",
-        help="nDCG@10 / Recall@100 / MRR@10 of bm25, dense, hybrid and +rerank pipelines on judged queries",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        __doc__,
+        "nDCG@10 / Recall@100 / MRR@10 of bm25, dense, hybrid and +rerank pipelines on judged queries",
     )
     parser.add_argument("dataset", help="a BEIR directory: queries.jsonl and qrels/<split>.tsv")
     add_milvus_options(parser)
     add_vllm_options(parser)
     add_rerank_options(parser)
-    parser.add_argument("--split", default="test", help="qrels split (default test)")
-    parser.add_argument("--pipelines", default="all", help="comma-separated, or 'all' (default)")
-    parser.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries (a quick try)")
-    parser.add_argument("--chunk", type=int, default=8, help="queries per Milvus call (default 8)")
+    parser.add_argument("--split", default="test", help="qrels split: the file qrels/SPLIT.tsv")
+    parser.add_argument(
+        "--pipelines",
+        default="all",
+        help="comma-separated from bm25, dense, hybrid, bm25+rerank, dense+rerank, hybrid+rerank; or 'all'",
+    )
+    parser.add_argument(
+        "--max-queries", type=positive_int, help="evaluate only the first N judged queries (a quick try)"
+    )
+    parser.add_argument("--chunk", type=positive_int, default=8, help="queries per Milvus call")
     parser.add_argument(
         "--no-share-scores",
         action="store_true",
         help="score every +rerank pipeline from scratch; by default the Function's score cache lets pipelines "
         "that rerank the same (query, document) pairs pay for each pair once",
     )
-    parser.add_argument("--out", default="./out", help="directory for the JSON report and PNG chart (default ./out)")
+    parser.add_argument("--out", default="./out", help="directory for the JSON report and PNG chart")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be checked without a model is checked before vLLM starts (a minute on a CPU).
+    require_extra()
     console = Console()
     pipelines = parse_pipelines(args.pipelines)
     name = collection_name(args, args.dataset)
@@ -69,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_queries is not None:
         qrels = dict(list(qrels.items())[: args.max_queries])
     share = not args.no_share_scores
+    probe = connect(args)
+    try:
+        require_collection(probe, name, args.uri)
+    finally:
+        probe.close()
     with vllm_endpoint(console, args) as endpoint:
         rerank = rerank_config(args, endpoint, cache=share)
         # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query.

@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from vllm_ranker.cli._options import add_command
 from vllm_ranker.local_vllm import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -33,7 +34,6 @@ from vllm_ranker.local_vllm import (
     ENV_VLLM_VENV,
     ManagedVLLM,
     VLLMStartError,
-    VLLMUnavailable,
     is_healthy,
     is_loopback,
     list_pid_files,
@@ -45,18 +45,13 @@ from vllm_ranker.local_vllm import (
 
 __all__ = ["add_parser", "run"]
 
-# Exit codes: 0 ok, 1 the server failed (start-up or crash), 2 vLLM unavailable / bad usage.
-EXIT_OK, EXIT_SERVER_FAILED, EXIT_UNAVAILABLE = 0, 1, 2
+# Failures are raised (VLLMUnavailable, VLLMStartError): the command prints them as one error: line, exit 1.
+EXIT_OK = 0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``serve`` subcommand on an ``argparse`` subparsers object."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "serve",
-        help="run a real vLLM rerank/embedding server (pooling runner)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "serve", __doc__, "run a real vLLM rerank/embedding server (pooling runner)")
     parser.add_argument(
         "--model",
         help="local model directory or hub id (default: all-MiniLM-L6-v2 bundled by the "
@@ -127,11 +122,10 @@ def run(args: argparse.Namespace) -> int:
     if port != 0:
         existing = read_pid_file(pid_file_path(port))
         if existing is not None and server_process_alive(existing):
-            err.print(
-                f"[red]A vllm-ranker server (pid {existing}) already runs on port {port}.[/] "
-                f"Stop it with `vllm-ranker serve --stop --port {port}` or choose another --port."
+            raise VLLMStartError(
+                f"a vllm-ranker server (pid {existing}) already runs on port {port}: stop it with "
+                f"vllm-ranker serve --stop --port {port}, or choose another --port"
             )
-            return EXIT_UNAVAILABLE
 
     server = ManagedVLLM(
         args.model,
@@ -151,13 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _launch_and_wait(server: ManagedVLLM, args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
-        server.launch()
-    except VLLMUnavailable as exc:
-        err.print(f"[red]vLLM is not available:[/] {escape(str(exc))}")
-        return EXIT_UNAVAILABLE
-    except VLLMStartError as exc:
-        err.print(f"[red]Cannot start vLLM:[/] {escape(str(exc))}")
-        return EXIT_SERVER_FAILED
+        server.launch()  # VLLMUnavailable / VLLMStartError end the command with their message
     except KeyboardInterrupt:
         server.stop()  # interrupted inside launch(): the process may already exist
         return EXIT_OK
@@ -173,8 +161,7 @@ def _launch_and_wait(server: ManagedVLLM, args: argparse.Namespace, out: Console
         out.print("Press Ctrl-C to stop.")
         return _run_foreground(server, quiet=args.quiet, out=out, err=err)
     except VLLMStartError as exc:
-        err.print(f"[red]vLLM failed to start:[/] {escape(str(exc))}")
-        return EXIT_SERVER_FAILED
+        raise VLLMStartError(f"vLLM failed to start: {exc}") from None
     except KeyboardInterrupt:
         err.print("Stopping vLLM ...")
         server.stop()
@@ -244,8 +231,8 @@ def _run_foreground(server: ManagedVLLM, *, quiet: bool, out: Console, err: Cons
     if code in (0, -signal.SIGTERM, -signal.SIGINT):
         out.print("vLLM server stopped.")
         return EXIT_OK
-    err.print(f"[red]vLLM exited with code {code}.[/] Last log lines:\n{escape(server.log_tail(20))}")
-    return EXIT_SERVER_FAILED
+    err.print(f"Last lines of the vLLM log:\n{escape(server.log_tail(20))}")
+    raise VLLMStartError(f"vLLM exited with code {code} (its last log lines are above; the whole log: {log})")
 
 
 def _echo_new_log(log: Path, position: int) -> int:

@@ -98,6 +98,7 @@ class RerankServer:
         model: str = "loopback-reranker",
         host: str = "127.0.0.1",
         wire: str = "vllm",
+        port: int = 0,
     ) -> None:
         self.wire = wire
         self.embedding_dim = embedding_dim
@@ -112,7 +113,7 @@ class RerankServer:
         self.max_in_flight = 0
         self._capacity = threading.Semaphore(capacity) if capacity else None
         self._lock = threading.Lock()
-        self._server = _BurstTolerantServer((host, 0), self._handler_class())
+        self._server = _BurstTolerantServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="rerank-server", daemon=True)
         self._hanging = threading.Event()

@@ -21,6 +21,24 @@ from vllm_ranker.tools.pipelines import Pipeline, Searcher
 METRICS = ("nDCG@10", "Recall@100", "MRR@10")
 
 
+def require_extra() -> None:
+    """Raise ExtraMissing, naming the install command, unless what eval needs (ir-measures, matplotlib) is there.
+    Called before any work, so a missing extra never costs a whole pipeline run first."""
+    import importlib
+
+    missing = []
+    for name in ("ir_measures", "matplotlib"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ExtraMissing(
+            f"vllm-ranker eval needs {' and '.join(missing)}: pip install 'vllm-ranker[eval]' "
+            "(from a checkout: pip install -e '.[eval]')"
+        )
+
+
 def _measures() -> dict[str, Any]:
     try:
         import ir_measures

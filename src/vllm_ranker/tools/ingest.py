@@ -10,6 +10,7 @@ compares the collection with the corpus.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ TITLE_FIELD = "title"
 TEXT_FIELD = "text"  # title + body: what BM25 indexes, what was embedded, what a model ranker reads
 DENSE_FIELD = "dense"
 SPARSE_FIELD = "sparse"
+PREVIEW = 64  # records read and checked before a collection is created or added to
 MAX_ID_BYTES = 512
 MAX_TITLE_BYTES = 4096
 MAX_TEXT_BYTES = 65535  # Milvus's VARCHAR limit
@@ -145,14 +147,61 @@ def ingest(
         raise ToolInputError(f"batch size {batch_size} must be at least 1")
     started = time.perf_counter()
     report = IngestReport(collection)
+    # The first records are read (and so checked: format, id and text fields) before anything is created.
+    stream = iter(docs)
+    head = list(itertools.islice(stream, max(PREVIEW, batch_size)))
+    if not head:
+        raise ToolInputError("the corpus holds no documents: check the file (and --max-docs)")
     model = embedder.resolve_model()
-    if client.has_collection(collection):
-        dim = len(embedder.embed(["dimension probe"])[0])
-        check_schema(client, collection, dim)
-    else:
-        dim = len(embedder.embed(["dimension probe"])[0])
+    dim = len(embedder.embed(["dimension probe"])[0])
+    created = not client.has_collection(collection)
+    if created:
         meta = json.dumps({"made_by": "vllm-ranker ingest", "model": model, "dim": dim})
         create_collection(client, collection, dim, analyzer=analyzer, dense_index=dense_index, description=meta)
+    else:
+        check_schema(client, collection, dim)
+        _refuse_another_corpus(client, collection, head[:PREVIEW])
+    try:
+        _fill(client, collection, itertools.chain(head, stream), embedder, batch_size, report, progress)
+    except BaseException:
+        # A failed start leaves nothing behind: a collection made by this run that got no row is dropped.
+        if created and report.inserted == 0:
+            client.drop_collection(collection)
+        raise
+    client.flush(collection)
+    report.count = count(client, collection)
+    report.seconds = time.perf_counter() - started
+    if report.count != report.documents:
+        raise IngestCountError(
+            f"collection {collection!r} holds {report.count} documents but the corpus has {report.documents} "
+            "distinct ids: re-run to fill gaps; if the collection holds more, it mixes corpora: use another "
+            "--collection"
+        )
+    return report
+
+
+def _refuse_another_corpus(client: MilvusClient, collection: str, head: list[Document]) -> None:
+    """Adding to a non-empty collection is resuming only when it already holds some of the corpus's first ids;
+    otherwise the collection holds another corpus, and mixing the two would spoil both."""
+    client.load_collection(collection)
+    held = count(client, collection)
+    if held and not _present(client, collection, [_clip(d.id, MAX_ID_BYTES) for d in head]):
+        raise ToolInputError(
+            f"collection {collection!r} already holds {held} documents and none of this corpus's first "
+            f"{len(head)} ids: it holds another corpus. Give --collection NAME to ingest into another collection "
+            "(or drop this one)"
+        )
+
+
+def _fill(
+    client: MilvusClient,
+    collection: str,
+    docs: Iterable[Document],
+    embedder: Embedder,
+    batch_size: int,
+    report: IngestReport,
+    progress: Callable[[IngestReport], None] | None,
+) -> None:
     client.load_collection(collection)
     seen: set[str] = set()
     for batch in _batches(docs, batch_size):
@@ -188,13 +237,3 @@ def ingest(
             report.inserted += len(todo)
         if progress is not None:
             progress(report)
-    client.flush(collection)
-    report.count = count(client, collection)
-    report.seconds = time.perf_counter() - started
-    if report.count != report.documents:
-        raise IngestCountError(
-            f"collection {collection!r} holds {report.count} documents but the corpus has {report.documents} "
-            "distinct ids: re-run to fill gaps; if the collection holds more, it mixes corpora: use another "
-            "--collection"
-        )
-    return report

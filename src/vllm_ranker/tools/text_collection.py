@@ -1,8 +1,8 @@
-"""The seed's collection shape: a text field with a BM25 sparse field and a dense field embedded by Milvus.
+"""The collection shape of the Milvus docs: a text field with a BM25 sparse field and a dense field embedded by Milvus.
 
 The dense field is filled by Milvus's own TEXTEMBEDDING function (provider ``openai``) pointed at any
 OpenAI-compatible ``/v1/embeddings`` (vLLM, the loopback test server): Milvus embeds at insert AND at search time, so
-``search(data=["some text"], anns_field="dense_vector")`` works exactly as in the seed document.
+``search(data=["some text"], anns_field="dense_vector")`` works exactly as in the Milvus docs.
 """
 
 from __future__ import annotations
