@@ -1,0 +1,216 @@
+"""The page in a real browser: Debian's headless Chromium driven by Selenium through Debian's chromedriver.
+
+No browser is downloaded at run time: Selenium gets both paths, so selenium-manager never runs (``SE_OFFLINE`` makes
+sure). ``scripts/install-browser.sh`` installs them; without them this test skips loudly, and fails under CI=true.
+The server is the real app under uvicorn on a loopback port, over the Milvus Lite file and the loopback rerank
+server of the HTTP tests. Screenshots go to the test's tmp dir (its path is printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ui.reports import report
+from vllm_ranker.testing import RerankServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+QUERY = "parse command line arguments"
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        return f"no Chromium/chromedriver at {CHROMIUM} / {CHROMEDRIVER}: run scripts/install-browser.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the browser test must run in CI: {missing}")
+        print(f"\n*** SKIPPING the browser test: {missing} ***")
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # never let selenium-manager look for (or fetch) a browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1360,1100",
+        "--force-device-scale-factor=1",
+        "--hide-scrollbars",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page_url(ui_db: str, rerank: RerankServer) -> Iterator[str]:
+    import uvicorn
+
+    from vllm_ranker.ui.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(create_app(ui_db, rerank.endpoint), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=20)
+    sock.close()
+
+
+def wait_for(driver: Any, condition: str, timeout: float = 30) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(f"return {condition}"))
+
+
+def fill(driver: Any, element_id: str, value: str) -> None:
+    field = driver.find_element("id", element_id)
+    field.clear()
+    field.send_keys(value)
+
+
+def hits(driver: Any, list_id: str) -> list[dict[str, str]]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0] + ' li.hit')].map(li => ({key: li.dataset.key, "
+        "move: li.dataset.move, rank: li.querySelector('.rank').textContent, badge: li.querySelector('.move')"
+        ".textContent, marks: li.querySelectorAll('mark').length, score: li.querySelector('.score').textContent}))",
+        f"#{list_id}",
+    )
+
+
+def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(page_url + "/")
+    wait_for(browser, "document.body.dataset.state === 'ready'")
+    Select(browser.find_element("id", "collection")).select_by_value("python_docs")
+    assert browser.find_element("id", "text-field").get_attribute("value") == "document"
+    stages = [o.get_attribute("value") for o in Select(browser.find_element("id", "stage")).options]
+    assert stages == ["dense", "bm25", "hybrid"]
+    assert browser.find_element("id", "stage").get_attribute("value") == "hybrid"  # the default where allowed
+    fill(browser, "query", QUERY)
+    fill(browser, "window", "20")
+    fill(browser, "shown", "6")
+    browser.find_element("id", "run").click()
+    wait_for(browser, "document.body.dataset.state === 'done'")
+
+    first, reranked = hits(browser, "first"), hits(browser, "reranked")
+    assert [h["rank"] for h in first] == ["1", "2", "3", "4", "5", "6"] and len(reranked) == 6
+    assert any(h["marks"] for h in reranked)  # query words are marked in the snippets
+    # Each reranked hit's badge agrees with where it stood in the first-stage list on the left.
+    left = {h["key"]: int(h["rank"]) for h in first}
+    for hit in reranked:
+        was, now = left.get(hit["key"]), int(hit["rank"])
+        if was is None:
+            assert hit["move"] == "new" and hit["badge"].startswith("new")
+        elif was > now:
+            assert hit["move"] == "up" and hit["badge"] == f"▲ {was - now}"
+        elif was < now:
+            assert hit["move"] == "down" and hit["badge"] == f"▼ {now - was}"
+        else:
+            assert hit["move"] == "same"
+    assert {h["move"] for h in reranked} - {"same"}, "the corpus is built so that the reranker moves hits"
+    right = {h["key"] for h in reranked}
+    assert [h["key"] for h in first if h["move"] == "dropped"] == [h["key"] for h in first if h["key"] not in right]
+    links = browser.execute_script("return document.querySelectorAll('#moves path.link').length")
+    assert links == len(first) + sum(h["move"] == "new" for h in reranked)
+
+    timing = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#timing tr[data-metric]')]"
+        ".map(tr => [tr.dataset.metric, tr.querySelector('td').textContent]))"
+    )
+    for key in ("first_stage_search", "rerank_service", "rerank_overhead", "total"):
+        assert timing[key].endswith(" ms") and float(timing[key].split()[0]) >= 0
+    assert int(timing["candidates"]) >= 20 and int(timing["requests"]) >= 1 and timing["cache_hits"] == "0"
+    assert len(browser.find_elements("css selector", "#time-bar .seg")) == 3
+    assert "Traceback" not in browser.page_source
+
+    render = browser.find_element("id", "render")
+    page_ms = float(render.get_attribute("data-page-ms"))
+    over_service_ms = float(render.get_attribute("data-over-service-ms"))
+    shot = tmp_path / "ui-compare.png"
+    browser.save_screenshot(str(shot))
+    print(
+        f"\nrender: {page_ms:.0f} ms from click to painted lists, {over_service_ms:.0f} ms on top of the rerank "
+        f"service's own time (window 20, 6 shown); screenshot: {shot}"
+    )
+
+    # The document opens in full, with the query's words marked.
+    browser.find_element("css selector", "#reranked li.hit").click()
+    wait_for(browser, "document.getElementById('doc').open")
+    assert browser.find_elements("css selector", "#doc-text mark")
+    assert browser.find_element("id", "doc-title").text.startswith("python_docs · id ")
+    browser.save_screenshot(str(tmp_path / "ui-document.png"))
+    browser.find_element("css selector", "#doc .close").click()
+
+
+def test_service_down_is_shown_in_words(browser: Any, page_url: str) -> None:
+    browser.get(page_url + "/")
+    wait_for(browser, "document.body.dataset.state === 'ready'")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    fill(browser, "endpoint", dead)
+    fill(browser, "query", QUERY)
+    browser.find_element("id", "run").click()
+    wait_for(browser, "document.body.dataset.state === 'error'")
+    error = browser.find_element("id", "error")
+    assert error.is_displayed() and "call service failed" in error.text and "Traceback" not in browser.page_source
+
+
+def test_evaluation_view_draws_a_report(browser: Any, page_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "scifact-eval.json"
+    path.write_text(json.dumps(report()))
+    browser.get(page_url + "/")
+    wait_for(browser, "document.body.dataset.state === 'ready'")
+    browser.find_element("id", "tab-evaluation").click()
+    browser.find_element("id", "eval-file").send_keys(str(path))
+    wait_for(browser, "document.body.dataset.evalState === 'done'")
+    bars = browser.find_elements("css selector", "#eval-bars rect.bar")
+    assert len(bars) == 3 * 3
+    assert {b.get_attribute("data-pipeline") for b in bars} == {"bm25", "bm25+rerank", "dense"}
+    tally = browser.find_element("css selector", ".pair[data-pair='bm25+rerank'] .tally").text
+    assert tally == "6 wins · 4 ties · 2 losses"
+    assert len(browser.find_elements("css selector", ".pair .strip rect")) == 12
+    browser.save_screenshot(str(tmp_path / "ui-evaluation.png"))
+
+    bad = tmp_path / "not-a-report.json"
+    bad.write_text('{"collection": "x"}')
+    browser.find_element("id", "eval-file").send_keys(str(bad))
+    wait_for(browser, "document.body.dataset.evalState === 'error'")
+    assert "it has no 'pipelines' list" in browser.find_element("id", "eval-error").text
