@@ -25,7 +25,7 @@ from vllm_ranker.testing import RerankServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-QUERY = "parse command line arguments"
+QUERY = "open and read a file"  # on this corpus the model moves hits up, down, and in from below the top 6
 
 
 def _missing() -> str | None:
@@ -60,6 +60,14 @@ def browser() -> Iterator[Any]:
         "--window-size=1360,1100",
         "--force-device-scale-factor=1",
         "--hide-scrollbars",
+        # Nothing a test needs, and each costs start-up time on a small machine.
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-sync",
+        "--mute-audio",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -104,13 +112,35 @@ def fill(driver: Any, element_id: str, value: str) -> None:
     field.send_keys(value)
 
 
-def hits(driver: Any, list_id: str) -> list[dict[str, str]]:
-    return driver.execute_script(
+def run_query(driver: Any, query: str) -> tuple[float, float]:
+    """Submit ``query``; (ms from click to painted lists, of which not spent in the rerank service), as measured
+    by the page itself."""
+    fill(driver, "query", query)
+    driver.find_element("id", "run").click()
+    wait_for(driver, "document.body.dataset.state === 'done'")
+    render = driver.find_element("id", "render")
+    return float(render.get_attribute("data-page-ms")), float(render.get_attribute("data-over-service-ms"))
+
+
+def full_page_screenshot(driver: Any, path: Path) -> None:
+    """The whole page, not just the window: the viewport is stretched to the content's height for the shot."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    metrics = {"width": 1360, "height": int(size["height"]) + 1, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def hits(driver: Any, list_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = driver.execute_script(
         "return [...document.querySelectorAll(arguments[0] + ' li.hit')].map(li => ({key: li.dataset.key, "
         "move: li.dataset.move, rank: li.querySelector('.rank').textContent, badge: li.querySelector('.move')"
         ".textContent, marks: li.querySelectorAll('mark').length, score: li.querySelector('.score').textContent}))",
         f"#{list_id}",
     )
+    return found
 
 
 def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, tmp_path: Path) -> None:
@@ -123,11 +153,11 @@ def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, 
     stages = [o.get_attribute("value") for o in Select(browser.find_element("id", "stage")).options]
     assert stages == ["dense", "bm25", "hybrid"]
     assert browser.find_element("id", "stage").get_attribute("value") == "hybrid"  # the default where allowed
-    fill(browser, "query", QUERY)
     fill(browser, "window", "20")
     fill(browser, "shown", "6")
-    browser.find_element("id", "run").click()
-    wait_for(browser, "document.body.dataset.state === 'done'")
+    # A first query warms the server up (Milvus Lite's first search, the rerank HTTP pool); both are timed.
+    cold = run_query(browser, "read a gzip compressed file")
+    warm = run_query(browser, QUERY)
 
     first, reranked = hits(browser, "first"), hits(browser, "reranked")
     assert [h["rank"] for h in first] == ["1", "2", "3", "4", "5", "6"] and len(reranked) == 6
@@ -144,7 +174,7 @@ def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, 
             assert hit["move"] == "down" and hit["badge"] == f"▼ {now - was}"
         else:
             assert hit["move"] == "same"
-    assert {h["move"] for h in reranked} - {"same"}, "the corpus is built so that the reranker moves hits"
+    assert {"up", "down", "new"} <= {h["move"] for h in reranked}
     right = {h["key"] for h in reranked}
     assert [h["key"] for h in first if h["move"] == "dropped"] == [h["key"] for h in first if h["key"] not in right]
     links = browser.execute_script("return document.querySelectorAll('#moves path.link').length")
@@ -160,14 +190,12 @@ def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, 
     assert len(browser.find_elements("css selector", "#time-bar .seg")) == 3
     assert "Traceback" not in browser.page_source
 
-    render = browser.find_element("id", "render")
-    page_ms = float(render.get_attribute("data-page-ms"))
-    over_service_ms = float(render.get_attribute("data-over-service-ms"))
     shot = tmp_path / "ui-compare.png"
-    browser.save_screenshot(str(shot))
+    full_page_screenshot(browser, shot)
     print(
-        f"\nrender: {page_ms:.0f} ms from click to painted lists, {over_service_ms:.0f} ms on top of the rerank "
-        f"service's own time (window 20, 6 shown); screenshot: {shot}"
+        f"\nrender (click to painted lists): first query {cold[0]:.0f} ms ({cold[1]:.0f} ms on top of the rerank "
+        f"service's own time), next query {warm[0]:.0f} ms ({warm[1]:.0f} ms on top); window 20, 6 shown; "
+        f"screenshot: {shot}"
     )
 
     # The document opens in full, with the query's words marked.
@@ -207,7 +235,7 @@ def test_evaluation_view_draws_a_report(browser: Any, page_url: str, tmp_path: P
     tally = browser.find_element("css selector", ".pair[data-pair='bm25+rerank'] .tally").text
     assert tally == "6 wins · 4 ties · 2 losses"
     assert len(browser.find_elements("css selector", ".pair .strip rect")) == 12
-    browser.save_screenshot(str(tmp_path / "ui-evaluation.png"))
+    full_page_screenshot(browser, tmp_path / "ui-evaluation.png")
 
     bad = tmp_path / "not-a-report.json"
     bad.write_text('{"collection": "x"}')

@@ -49,7 +49,9 @@ def joined(segments: list[list[Any]]) -> str:
 def test_page_serves_the_form_and_its_config(http: Any, rerank: RerankServer) -> None:
     page = http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    config = json.loads(re.search(r'<script id="config" type="application/json">(.*?)</script>', page.text).group(1))
+    found = re.search(r'<script id="config" type="application/json">(.*?)</script>', page.text)
+    assert found is not None
+    config = json.loads(found.group(1))
     assert config["endpoint"] == rerank.endpoint and "vllm" in config["providers"] and "cohere" in config["providers"]
     for needle in ('id="query"', 'id="first"', 'id="reranked"', 'id="timing"', 'id="eval-file"', "/static/app.js"):
         assert needle in page.text
@@ -134,7 +136,7 @@ def test_compare_reranks_the_first_stage_and_reports_moves(http: Any, rerank: Re
 def test_window_caps_what_is_reranked_and_batches_follow_max_batch(http: Any, rerank: RerankServer) -> None:
     answer = http.post("/api/compare", json=compare_body(stage="dense", window=12, shown=3, max_batch=5)).json()
     assert answer["stats"]["candidates"] == 12 and answer["stats"]["batches"] == 3
-    assert [len(r.body["documents"]) for r in rerank.requests if r.path.endswith("rerank")] == [5, 5, 2]
+    assert sorted(len(r.body["documents"]) for r in rerank.requests if r.path.endswith("rerank")) == [2, 5, 5]
 
 
 def test_ingested_collections_get_the_query_embedded_by_the_endpoint(http: Any, rerank: RerankServer) -> None:

@@ -38,7 +38,7 @@ def _same(value: Any, member: Any) -> bool:
     # describe_collection gives enum members on some pymilvus versions and plain ints or names on others.
     if isinstance(value, int):  # IntEnum members too
         return value == int(member)
-    return str(value).rsplit(".", 1)[-1].upper() == member.name
+    return bool(str(value).rsplit(".", 1)[-1].upper() == member.name)
 
 
 def describe(client: Any, name: str) -> CollectionView:
