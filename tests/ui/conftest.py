@@ -12,10 +12,15 @@ Built with the public API only (``vllm_ranker`` and pymilvus), plus ``vllm_ranke
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from vllm_ranker import DataType, Function, FunctionType, MilvusClient
@@ -145,18 +150,42 @@ def ui_db(tmp_path_factory: pytest.TempPathFactory, rerank: RerankServer) -> str
     return str(path)
 
 
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port (a real HTTP server, as ``vllm-ranker ui`` runs it); yields
+    its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
 @pytest.fixture(scope="session")
-def ui_app(ui_db: str, rerank: RerankServer) -> Any:
+def ui_url(ui_db: str, rerank: RerankServer) -> Iterator[str]:
+    """The page over the test collections, shared by the HTTP and the browser tests."""
     from vllm_ranker.ui.app import create_app
 
-    return create_app(ui_db, rerank.endpoint)
+    with serve(create_app(ui_db, rerank.endpoint)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
-def http(ui_app: Any) -> Iterator[Any]:
-    from starlette.testclient import TestClient
-
-    with TestClient(ui_app) as client:
+def http(ui_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ui_url, timeout=60) as client:
         yield client
 
 

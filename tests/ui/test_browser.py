@@ -2,8 +2,8 @@
 
 No browser is downloaded at run time: Selenium gets both paths, so selenium-manager never runs (``SE_OFFLINE`` makes
 sure). ``scripts/install-browser.sh`` installs them; without them this test skips loudly, and fails under CI=true.
-The server is the real app under uvicorn on a loopback port, over the Milvus Lite file and the loopback rerank
-server of the HTTP tests. Screenshots go to the test's tmp dir (its path is printed).
+The server is the real app under uvicorn on a loopback port, shared with the HTTP tests; screenshots go to the
+test's tmp dir (their path is printed with the measured render times).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from typing import Any
 import pytest
 
 from tests.ui.reports import report
-from vllm_ranker.testing import RerankServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -60,7 +57,17 @@ def browser() -> Iterator[Any]:
         "--window-size=1360,1100",
         "--force-device-scale-factor=1",
         "--hide-scrollbars",
-        # Nothing a test needs, and each costs start-up time on a small machine.
+        # Tests reach loopback only: no DNS lookups (every host name but the loopback ones resolves to nothing) and
+        # none of Chromium's background calls home (updates, safe browsing, metrics, translation).
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+        "--disable-domain-reliability",
+        "--disable-client-side-phishing-detection",
+        "--disable-breakpad",
+        "--no-pings",
+        "--dns-prefetch-disable",
+        "--metrics-recording-only",
+        "--disable-features=OptimizationHints,MediaRouter,DialMediaRouteProvider,Translate,"
+        "AutofillServerCommunication,CertificateTransparencyComponentUpdater",
         "--no-first-run",
         "--disable-extensions",
         "--disable-background-networking",
@@ -79,31 +86,14 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def page_url(ui_db: str, rerank: RerankServer) -> Iterator[str]:
-    import uvicorn
-
-    from vllm_ranker.ui.app import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(create_app(ui_db, rerank.endpoint), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=20)
-    sock.close()
+def page_url(ui_url: str) -> str:
+    return ui_url
 
 
 def wait_for(driver: Any, condition: str, timeout: float = 30) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(f"return {condition}"))
+    WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: d.execute_script(f"return {condition}"))
 
 
 def fill(driver: Any, element_id: str, value: str) -> None:

@@ -1,4 +1,5 @@
-"""Every endpoint of the page over HTTP (Starlette's TestClient), on Milvus Lite and the loopback rerank server."""
+"""Every endpoint of the page over real HTTP (uvicorn on loopback, httpx), on Milvus Lite and the loopback rerank
+server."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import re
 import socket
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
-from tests.ui.conftest import DOCS
+from tests.ui.conftest import DOCS, serve
 from vllm_ranker.testing import RerankServer, overlap_score
+from vllm_ranker.ui.app import create_app
 
 
 def compare_body(**overrides: Any) -> dict[str, Any]:
@@ -68,13 +71,10 @@ def test_static_files_are_served_from_the_package(http: Any) -> None:
 
 
 def test_page_never_shows_the_endpoints_user_info(ui_db: str, rerank: RerankServer) -> None:
-    from starlette.testclient import TestClient
-
-    from vllm_ranker.ui.app import create_app
-
     secret = rerank.endpoint.replace("http://", "http://admin:s3cr3t-pw@")
-    with TestClient(create_app(f"http://root:m1lvus-pw@127.0.0.1:{dead_endpoint().rsplit(':', 1)[1]}", secret)) as c:
-        page = c.get("/").text
+    app = create_app(f"http://root:m1lvus-pw@127.0.0.1:{dead_endpoint().rsplit(':', 1)[1]}", secret)
+    with serve(app) as url:
+        page = httpx.get(url + "/").text
     assert "s3cr3t-pw" not in page and "m1lvus-pw" not in page and rerank.endpoint in page
 
 
@@ -214,15 +214,11 @@ def test_unknown_collection_is_milvus_in_words(http: Any) -> None:
 
 
 def test_unexpected_errors_show_only_their_type(rerank: RerankServer) -> None:
-    from starlette.testclient import TestClient
-
-    from vllm_ranker.ui.app import create_app
-
     def broken(uri: str) -> Any:
         raise RuntimeError("details that may hold data: token=abc")
 
-    with TestClient(create_app("x.db", rerank.endpoint, client_factory=broken)) as c:
-        answer = c.get("/api/collections")
+    with serve(create_app("x.db", rerank.endpoint, client_factory=broken)) as url:
+        answer = httpx.get(url + "/api/collections")
     assert answer.status_code == 500
     assert answer.json()["error"] == "internal error (RuntimeError); the server's log has the details"
 
