@@ -156,6 +156,12 @@ def test_score_cache_hits_are_counted(http: Any) -> None:
     assert again["stats"]["cache_hits"] == again["stats"]["candidates"] and again["stats"]["requests"] == 0
 
 
+def test_a_query_without_hits_sends_nothing(http: Any, rerank: RerankServer) -> None:
+    answer = http.post("/api/compare", json=compare_body(query="xyzzy plugh")).json()
+    assert answer["first"] == answer["reranked"] == answer["dropped"] == []
+    assert answer["stats"]["requests"] == 0 and not [r for r in rerank.requests if r.path.endswith("rerank")]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

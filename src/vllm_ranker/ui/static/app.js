@@ -173,6 +173,9 @@ function render(answer) {
   $("summary").textContent =
     `“${answer.query}” in ${answer.collection}: ${answer.stage_label}; window ${answer.window}, ` +
     `${answer.candidates.reranked} candidates reranked, top ${answer.shown} shown.`;
+  if (!answer.first.length && !answer.reranked.length) {
+    $("summary").textContent += " No hits: the first stage found nothing for this query (BM25 needs a shared word).";
+  }
   $("first-label").textContent = `(${answer.stage})`;
   $("reranked-label").textContent = answer.stats.fallback ? "(service failed: first-stage order)" : "(model score)";
   $("first").replaceChildren(...answer.first.map((h) => hitRow(h, "first")));
