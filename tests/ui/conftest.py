@@ -185,7 +185,8 @@ def ui_url(ui_db: str, rerank: RerankServer) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def http(ui_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=ui_url, timeout=60) as client:
+    # POSTs carry JSON's content type, as the page's own fetch() does (the server refuses others: guard.py).
+    with httpx.Client(base_url=ui_url, timeout=60, headers={"Content-Type": "application/json"}) as client:
         yield client
 
 

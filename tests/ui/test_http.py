@@ -183,7 +183,7 @@ def test_bad_form_values_are_plain_400s(
 
 
 def test_not_json_is_a_plain_400(http: Any) -> None:
-    answer = http.post("/api/compare", content=b"{not json")
+    answer = http.post("/api/compare", content=b"{not json")  # the client sends JSON's content type
     assert answer.status_code == 400 and answer.json() == {"error": "the request is not JSON", "kind": "input"}
 
 

@@ -7,6 +7,7 @@
     POST /api/eval         an uploaded ``vllm-ranker eval`` report, reduced to what the page draws
     GET  /static/...       app.js and style.css (served from the package: the page works offline)
 
+Only the loopback names may reach it by default, and only the page itself may POST (guard.py).
 Every failure answers ``{"error": "<plain words>", "kind": ...}``: the library's own message for bad params and
 service failures (already free of API keys), Milvus's message for Milvus errors, and for anything unexpected only
 its type; the traceback goes to the server's log, never to the page.
@@ -18,12 +19,13 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -35,6 +37,7 @@ from vllm_ranker import MilvusClient, MilvusException, RerankParamError, RerankS
 from .catalog import describe, list_views
 from .compare import PROVIDERS, CompareRequest, InputError, QueryEmbedder, compare, without_userinfo
 from .evalreport import ReportError, summarize
+from .guard import LOOPBACK_NAMES, LocalOnly
 from .highlight import query_terms, segments
 
 HERE = Path(__file__).parent
@@ -109,8 +112,15 @@ async def _json_body(request: Request, limit: int = 1 << 20) -> Any:
         raise InputError("the request is not JSON") from None
 
 
-def create_app(uri: str = "./milvus.db", endpoint: str = "http://127.0.0.1:8000", **state_kwargs: Any) -> Starlette:
-    """The page for Milvus at ``uri``; ``endpoint`` is the default rerank endpoint and the embeddings service."""
+def create_app(
+    uri: str = "./milvus.db",
+    endpoint: str = "http://127.0.0.1:8000",
+    *,
+    allowed_hosts: Sequence[str] | None = LOOPBACK_NAMES,
+    **state_kwargs: Any,
+) -> Starlette:
+    """The page for Milvus at ``uri``; ``endpoint`` is the default rerank endpoint and the embeddings service.
+    ``allowed_hosts``: the names the page may be reached by (None: any; see guard.py)."""
     state = UiState(uri, endpoint, **state_kwargs)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
@@ -188,6 +198,7 @@ def create_app(uri: str = "./milvus.db", endpoint: str = "http://127.0.0.1:8000"
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(LocalOnly, allowed_hosts=allowed_hosts)],
     )
     app.state.ui = state
     return app

@@ -109,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         f"vllm-ranker ui: http://{shown_host}:{port}  (Milvus: {without_userinfo(args.uri)}; Ctrl-C stops)",
         flush=True,
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(args.uri, args.endpoint), log_level="warning"))
+    # Bound to loopback, only the loopback names may reach it (no DNS rebinding); bound wider, the names people use
+    # for this machine cannot be known here: any is accepted, as the warning said.
+    allowed = None if warning else ("127.0.0.1", "localhost", "::1", args.host)
+    app = create_app(args.uri, args.endpoint, allowed_hosts=allowed)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then re-raises it: stopping is the normal end
