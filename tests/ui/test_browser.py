@@ -20,8 +20,9 @@ import pytest
 
 from tests.ui.reports import report
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+# Debian's paths; the variables let another machine point at its own (still never downloaded here).
+CHROMIUM = os.environ.get("VLLM_RANKER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("VLLM_RANKER_CHROMEDRIVER", "/usr/bin/chromedriver")
 QUERY = "open and read a file"  # on this corpus the model moves hits up, down, and in from below the top 6
 
 
