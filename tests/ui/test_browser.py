@@ -218,6 +218,8 @@ def test_service_down_is_shown_in_words(browser: Any, page_url: str) -> None:
 
 
 def test_evaluation_view_draws_a_report(browser: Any, page_url: str, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
     path = tmp_path / "scifact-eval.json"
     path.write_text(json.dumps(report()))
     browser.get(page_url + "/")
@@ -225,12 +227,21 @@ def test_evaluation_view_draws_a_report(browser: Any, page_url: str, tmp_path: P
     browser.find_element("id", "tab-evaluation").click()
     browser.find_element("id", "eval-file").send_keys(str(path))
     wait_for(browser, "document.body.dataset.evalState === 'done'")
-    bars = browser.find_elements("css selector", "#eval-bars rect.bar")
+    bars = browser.find_elements("css selector", "#eval-bars rect.metric-bar")
     assert len(bars) == 3 * 3
     assert {b.get_attribute("data-pipeline") for b in bars} == {"bm25", "bm25+rerank", "dense"}
     tally = browser.find_element("css selector", ".pair[data-pair='bm25+rerank'] .tally").text
     assert tally == "6 wins · 4 ties · 2 losses"
     assert len(browser.find_elements("css selector", ".pair .strip rect")) == 12
+    # Drawn heights follow the values (a stray CSS rule once squashed every bar to a line).
+    heights = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#eval-bars rect.metric-bar')]"
+        ".filter(r => r.dataset.metric === 'nDCG@10')"
+        ".map(r => [r.dataset.pipeline, r.getBoundingClientRect().height]))"
+    )
+    assert heights["bm25+rerank"] > 50 and abs(heights["bm25"] / heights["bm25+rerank"] - 4.9 / 6.8) < 0.02
+    Select(browser.find_element("id", "pair-metric")).select_by_value("MRR@10")
+    wait_for(browser, "document.querySelector('.pair h3').textContent.includes('MRR@10')")
     full_page_screenshot(browser, tmp_path / "ui-evaluation.png")
 
     bad = tmp_path / "not-a-report.json"

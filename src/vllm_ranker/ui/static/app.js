@@ -277,7 +277,7 @@ function barsChart(report) {
     report.pipelines.forEach((p, i) => {
       const v = p.metrics[metric];
       const x = x0 + i * barW;
-      svg.append(el("svg:rect", { x, y: y(v), width: barW - 2, height: y(0) - y(v), fill: COLORS[i % COLORS.length], class: "bar", "data-pipeline": p.name, "data-metric": metric },
+      svg.append(el("svg:rect", { x, y: y(v), width: barW - 2, height: y(0) - y(v), fill: COLORS[i % COLORS.length], class: "metric-bar", "data-pipeline": p.name, "data-metric": metric },
         el("svg:title", { text: `${p.name} ${metric}: ${v.toFixed(4)}` })));
       svg.append(el("svg:text", { x: x + barW / 2 - 1, y: y(v) - 3, class: "value", "text-anchor": "middle", text: v.toFixed(3) }));
     });
@@ -311,13 +311,21 @@ function pairChart(pair, metric) {
     el("p", { class: "tally", text: `${d.wins} wins · ${d.ties} ties · ${d.losses} losses` }), stack, svg);
 }
 
-function renderReport(report) {
+function renderReport(report, metric) {
   const out = $("eval-out");
   const head = el("h2", { text: `${report.collection}: ${report.split} split, ${report.queries} queries` });
   const parts = [head, barsChart(report)];
-  const metric = report.metrics.includes("nDCG@10") ? "nDCG@10" : report.metrics[0];
-  if (report.pairs.length) parts.push(...report.pairs.map((p) => pairChart(p, metric)));
-  else parts.push(el("p", { class: "hint", text: "No per-query values for a first stage and its +rerank in this report: wins and losses cannot be drawn." }));
+  metric = metric || (report.metrics.includes("nDCG@10") ? "nDCG@10" : report.metrics[0]);
+  if (report.pairs.length) {
+    // Wins and losses depend on the metric: let the reader switch (redrawn from the same report, no new request).
+    const choose = el("select", { id: "pair-metric", onchange: (e) => renderReport(report, e.target.value) },
+      ...report.metrics.map((m) => el("option", { value: m, text: m })));
+    choose.value = metric;
+    parts.push(el("label", { class: "pair-metric" }, "per-query wins and losses by ", choose));
+    parts.push(...report.pairs.map((p) => pairChart(p, metric)));
+  } else {
+    parts.push(el("p", { class: "hint", text: "No per-query values for a first stage and its +rerank in this report: wins and losses cannot be drawn." }));
+  }
   out.replaceChildren(...parts);
 }
 
