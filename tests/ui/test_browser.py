@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ def browser() -> Iterator[Any]:
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(f"the browser test must run in CI: {missing}")
-        print(f"\n*** SKIPPING the browser test: {missing} ***")
+        # Loud: a warning lands in pytest's summary even without -rs.
+        warnings.warn(f"SKIPPING the browser test: {missing}", UserWarning, stacklevel=1)
         pytest.skip(missing)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -139,7 +141,9 @@ def hits(driver: Any, list_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, tmp_path: Path) -> None:
+def test_query_renders_both_lists_moves_and_timing(
+    browser: Any, page_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from selenium.webdriver.support.ui import Select
 
     browser.get(page_url + "/")
@@ -188,11 +192,12 @@ def test_query_renders_both_lists_moves_and_timing(browser: Any, page_url: str, 
 
     shot = tmp_path / "ui-compare.png"
     full_page_screenshot(browser, shot)
-    print(
-        f"\nrender (click to painted lists): first query {cold[0]:.0f} ms ({cold[1]:.0f} ms on top of the rerank "
-        f"service's own time), next query {warm[0]:.0f} ms ({warm[1]:.0f} ms on top); window 20, 6 shown; "
-        f"screenshot: {shot}"
-    )
+    with capsys.disabled():  # in the test log even without -s: the measurement is what this line is for
+        print(
+            f"\nrender (click to painted lists): first query {cold[0]:.0f} ms ({cold[1]:.0f} ms on top of the rerank "
+            f"service's own time), next query {warm[0]:.0f} ms ({warm[1]:.0f} ms on top); window 20, 6 shown; "
+            f"screenshot: {shot}"
+        )
 
     # The document opens in full, with the query's words marked.
     browser.find_element("css selector", "#reranked li.hit").click()
