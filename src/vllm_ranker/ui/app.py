@@ -1,0 +1,204 @@
+"""The Starlette application: one page, a small JSON API behind it, and the page's own static files.
+
+    GET  /                 the page (collections, query form, the two lists, timing, evaluation view)
+    GET  /api/collections  collections with their text fields and allowed first stages
+    POST /api/compare      one query, first stage vs reranked (JSON in, JSON out)
+    GET  /api/document     one document in full (?collection=&key=, optional &text_field=&query= to mark)
+    POST /api/eval         an uploaded ``vllm-ranker eval`` report, reduced to what the page draws
+    GET  /static/...       app.js and style.css (served from the package: the page works offline)
+
+Only the loopback names may reach it by default, and only the page itself may POST (guard.py).
+Every failure answers ``{"error": "<plain words>", "kind": ...}``: the library's own message for bad params and
+service failures (already free of API keys), Milvus's message for Milvus errors, and for anything unexpected only
+its type; the traceback goes to the server's log, never to the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from vllm_ranker import MilvusClient, MilvusException, RerankParamError, RerankServiceError
+
+from .catalog import describe, list_views
+from .compare import PROVIDERS, CompareRequest, InputError, QueryEmbedder, compare, without_userinfo
+from .evalreport import ReportError, summarize
+from .guard import LOOPBACK_NAMES, LocalOnly
+from .highlight import query_terms, segments
+
+HERE = Path(__file__).parent
+MAX_REPORT_BYTES = 64 << 20  # per-query values of a large BEIR split are a few MB; refuse a wrong file early
+log = logging.getLogger(__name__)
+
+
+class UiState:
+    """The page's Milvus client, opened on first use: the page itself (and its error message) must load even when
+    Milvus is unreachable or the file cannot be opened."""
+
+    def __init__(self, uri: str, endpoint: str, client_factory: Callable[[str], Any] = MilvusClient) -> None:
+        self.uri = uri
+        self.endpoint = endpoint
+        self.embedder = QueryEmbedder(endpoint)
+        self._factory = client_factory
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._factory(self.uri)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        self.embedder.close()
+
+
+def _error(message: str, kind: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message, "kind": kind}, status_code=status)
+
+
+def _milvus_message(exc: Any) -> str:
+    # pymilvus's str() is "<MilvusException: (code=..., message=...)>"; the message alone reads as words.
+    return str(getattr(exc, "message", "") or exc)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _plain_errors(handler: Handler) -> Handler:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (InputError, ReportError) as exc:
+            return _error(str(exc), "input", 400)
+        except RerankParamError as exc:
+            return _error(str(exc), "params", 400)
+        except RerankServiceError as exc:
+            return _error(str(exc), "service", 502)
+        except MilvusException as exc:
+            return _error(f"Milvus: {_milvus_message(exc)}", "milvus", 502)
+        except Exception as exc:  # the page gets the type only; details (maybe data) stay in the server log
+            log.exception("vllm-ranker ui: unexpected error")
+            return _error(f"internal error ({type(exc).__name__}); the server's log has the details", "internal", 500)
+
+    return wrapped
+
+
+async def _json_body(request: Request, limit: int = 1 << 20) -> Any:
+    raw = await request.body()
+    if len(raw) > limit:
+        raise InputError(f"the request is too large ({len(raw)} bytes, at most {limit})")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InputError("the request is not JSON") from None
+
+
+def create_app(
+    uri: str = "./milvus.db",
+    endpoint: str = "http://127.0.0.1:8000",
+    *,
+    allowed_hosts: Sequence[str] | None = LOOPBACK_NAMES,
+    **state_kwargs: Any,
+) -> Starlette:
+    """The page for Milvus at ``uri``; ``endpoint`` is the default rerank endpoint and the embeddings service.
+    ``allowed_hosts``: the names the page may be reached by (None: any; see guard.py)."""
+    state = UiState(uri, endpoint, **state_kwargs)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        state.close()  # the Milvus client (a Milvus Lite file stays locked while open) and the HTTP pools
+
+    async def page(request: Request) -> Response:
+        config = {
+            "uri": without_userinfo(uri),
+            "endpoint": without_userinfo(endpoint),
+            "providers": list(PROVIDERS),
+        }
+        return templates.TemplateResponse(request, "index.html", {"config": config})
+
+    @_plain_errors
+    async def collections(request: Request) -> Response:
+        views = await run_in_threadpool(lambda: list_views(state.client()))
+        return JSONResponse({"uri": without_userinfo(uri), "collections": [v.as_dict() for v in views]})
+
+    @_plain_errors
+    async def compare_endpoint(request: Request) -> Response:
+        req = CompareRequest.parse(await _json_body(request), endpoint)
+
+        def work() -> dict[str, Any]:
+            client = state.client()
+            return compare(client, describe(client, req.collection), req, state.embedder)
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @_plain_errors
+    async def document(request: Request) -> Response:
+        name = request.query_params.get("collection", "")
+        key = request.query_params.get("key", "")
+        if not name or not key:
+            raise InputError("give collection and key")
+
+        def work() -> dict[str, Any]:
+            client = state.client()
+            view = describe(client, name)
+            try:
+                pk: Any = int(key) if view.pk_int else key
+            except ValueError:
+                raise InputError(f"key {key!r} is not a whole number, as {view.pk!r} is") from None
+            rows = client.get(name, ids=[pk], output_fields=view.scalar_fields)
+            if not rows:
+                raise InputError(f"no document with {view.pk} = {key!r} in {name!r} (deleted since the search?)")
+            row = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in rows[0].items()}
+            text_field = request.query_params.get("text_field") or view.default_text
+            text = str(row.pop(text_field, "") or "") if text_field else ""
+            terms = query_terms(request.query_params.get("query", ""))
+            return {
+                "collection": name,
+                "pk": view.pk,
+                "key": key,
+                "text_field": text_field,
+                "text": segments(text, terms),
+                "fields": {k: v for k, v in row.items() if k != view.pk},
+            }
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @_plain_errors
+    async def evaluation(request: Request) -> Response:
+        return JSONResponse(summarize(await _json_body(request, MAX_REPORT_BYTES)))
+
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/collections", collections),
+            Route("/api/compare", compare_endpoint, methods=["POST"]),
+            Route("/api/document", document),
+            Route("/api/eval", evaluation, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ],
+        lifespan=lifespan,
+        middleware=[Middleware(LocalOnly, allowed_hosts=allowed_hosts)],
+    )
+    app.state.ui = state
+    return app
