@@ -17,6 +17,10 @@ if [ "${VLLM_RANKER_SKIP_VLLM:-0}" != "1" ] && [ -f scripts/install-vllm.sh ]; t
   bash scripts/install-vllm.sh "$VLLM_RANKER_VLLM_VENV"
 fi
 
+# Debian's Chromium + chromedriver for the page's browser test (apt, only when missing). Without them that test
+# skips itself loudly, except under CI=true where it fails.
+bash scripts/install-browser.sh || echo "test.sh: no browser: the browser test will skip (or fail under CI=true)"
+
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks && .venv/bin/ruff format --check src tests benchmarks
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"

@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("vllm_ranker.cli.ingest", "load a corpus into Milvus with BM25 and dense fields"),
     "eval": ("vllm_ranker.cli.eval", "nDCG@10 / Recall@100 / MRR@10 of first stages and +rerank"),
     "bench": ("vllm_ranker.cli.bench", "latency and throughput of one pipeline at a concurrency"),
+    # The page lives in its own room; its command module sits there too.
+    "ui": ("vllm_ranker.ui.command", "a local web page: first stage and reranked side by side, eval charts"),
 }
 DEBUG_ENV = "VLLM_RANKER_DEBUG"
 

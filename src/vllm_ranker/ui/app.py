@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pymilvus import MilvusException
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -32,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from vllm_ranker import MilvusClient, MilvusException, RerankParamError, RerankServiceError
+from vllm_ranker import MilvusClient, RerankParamError, RerankServiceError
 
 from .catalog import describe, list_views
 from .compare import PROVIDERS, CompareRequest, InputError, QueryEmbedder, compare, without_userinfo

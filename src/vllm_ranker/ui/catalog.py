@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vllm_ranker import DataType, FunctionType, MilvusException
+from pymilvus import MilvusException
+
+from vllm_ranker import DataType, FunctionType
 
 STAGES = ("dense", "bm25", "hybrid")
 

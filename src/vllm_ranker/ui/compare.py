@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from pymilvus import RRFRanker
 
-from vllm_ranker import AnnSearchRequest, Function, FunctionType, RerankServiceError, RerankStats, RRFRanker
+from vllm_ranker import AnnSearchRequest, Function, FunctionType, RerankServiceError, RerankStats
 
 from .catalog import CollectionView
 from .highlight import query_terms, snippet
