@@ -54,7 +54,7 @@ from vllm_ranker.local_vllm.venv import (
     _clean_child_env,
     _names_dtype,
     cpu_bind_list,
-    cpu_has_bf16,
+    cpu_dtype,
     probe_vllm,
 )
 
@@ -183,10 +183,8 @@ class ManagedVLLM:
             args += ["--served-model-name", name]
         if self.max_model_len is not None:
             args += ["--max-model-len", str(self.max_model_len)]
-        if self._install.device == "cpu" and not _names_dtype(self.extra_args) and cpu_has_bf16():
-            # vLLM's default (float16 for these models) runs 5-10x slower than
-            # bfloat16 on CPUs with native bf16 (measured here on SciFact).
-            args += ["--dtype", "bfloat16"]
+        if self._install.device == "cpu" and not _names_dtype(self.extra_args):
+            args += ["--dtype", cpu_dtype()]
         return [*args, *self.extra_args]
 
     def environment(self) -> dict[str, str]:
