@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vllm_ranker import __version__
+
 # name -> (module, one-line help). The modules are imported only when their subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("vllm_ranker.cli.serve", "run a real vLLM embedding + rerank server (pooling runner)"),
@@ -28,19 +30,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 DEBUG_ENV = "VLLM_RANKER_DEBUG"
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("vllm-ranker")
-    except PackageNotFoundError:  # run from a source tree without installing
-        return "unknown"
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (the others are listed by name and help)."""
     parser = argparse.ArgumentParser(prog="vllm-ranker", description=(__doc__ or "").splitlines()[0].rstrip(".") + ".")
-    parser.add_argument("--version", action="version", version=f"vllm-ranker {_version()}")
+    parser.add_argument("--version", action="version", version=f"vllm-ranker {__version__}")
     parser.add_argument("--debug", action="store_true", help=f"show the traceback of a failure (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
