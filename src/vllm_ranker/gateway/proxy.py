@@ -43,14 +43,14 @@ _SCHEMA_CHANGES = {
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
-class GatewayHandler(grpc.GenericRpcHandler):
+class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     def __init__(self, backend: Backend, reranker: Reranker) -> None:
         self.backend = backend
         self.reranker = reranker
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         found = self._handlers.get(method)
         if found is None:
             found = self._handlers[method] = self._make_handler(method)
@@ -93,8 +93,8 @@ class GatewayHandler(grpc.GenericRpcHandler):
             metrics.observe(method, route, outcome, time.perf_counter() - started)
 
     def _backend_failed(self, method: str, exc: grpc.RpcError, context: grpc.ServicerContext) -> bytes:
-        code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-        details: str = exc.details() or ""  # type: ignore[attr-defined]
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
             body = answer_with_status(method, unavailable(self.backend.uri, details))
             if body is not None:
@@ -131,10 +131,10 @@ class GatewayHandler(grpc.GenericRpcHandler):
                 answer = self.reranker.hybrid_search(request, function, call)
             return answer.SerializeToString(), "ok"
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             if code != grpc.StatusCode.UNAVAILABLE:
-                context.abort(code, exc.details() or "")  # type: ignore[attr-defined]
-            status = unavailable(self.backend.uri, exc.details() or "")  # type: ignore[attr-defined]
+                context.abort(code, exc.details() or "")
+            status = unavailable(self.backend.uri, exc.details() or "")
         except Exception as exc:  # every failure becomes a Status: the SDK raises it, the gateway stays up
             if not hasattr(exc, "code"):
                 log.exception("reranked %s failed", method.rpartition("/")[2])
@@ -168,7 +168,7 @@ def _streaming_handler(
         try:
             return make(metadata, timeout)
         except grpc.RpcError as exc:
-            context.abort(exc.code(), exc.details() or "")  # type: ignore[attr-defined]
+            context.abort(exc.code(), exc.details() or "")
 
     if client_streaming and server_streaming:
         call_ss = backend.channel.stream_stream(method)

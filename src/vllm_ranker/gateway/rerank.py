@@ -215,6 +215,13 @@ class Reranker:
                 found = self._clients[key] = GatewayClient(uri=self.backend.uri)
             return found
 
+    def close(self) -> None:
+        """Close the HTTP pools (after the server stopped: no search is using them any more)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
     def forget(self, db_name: str, collection_name: str) -> None:
         """A collection's schema may have changed (create/drop/rename/alter forwarded): drop cached schemas."""
         with self._lock:

@@ -63,11 +63,17 @@ class Gateway:
         self._lite: LiteServer | None = None
         self._backend: Backend | None = None
         self._server: grpc.Server | None = None
+        self._reranker: Reranker | None = None
 
     @property
     def uri(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def backend_label(self) -> str:
+        """The backend as the user named it (a file path or a URI; never the token)."""
+        return f"{self.backend_uri} (Milvus Lite)" if is_lite_file(self.backend_uri) else self.backend_uri
 
     def start(self) -> Gateway:
         credentials = self._credentials()
@@ -78,8 +84,9 @@ class Gateway:
                 target = self._lite.uri
             self._backend = Backend(target, self.token)
             # Messages name the backend as the user gave it (a file path or a URI, never a token).
-            self._backend.uri = self.backend_uri if self._lite is None else f"{self.backend_uri} (Milvus Lite)"
-            handler = GatewayHandler(self._backend, Reranker(self._backend))
+            self._backend.uri = self.backend_label
+            self._reranker = Reranker(self._backend)
+            handler = GatewayHandler(self._backend, self._reranker)
             server = grpc.server(
                 futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway"),
                 handlers=[handler],
@@ -127,6 +134,9 @@ class Gateway:
         server, self._server = self._server, None
         if server is not None:
             server.stop(self.grace if grace is None else grace).wait()
+        reranker, self._reranker = self._reranker, None
+        if reranker is not None:
+            reranker.close()
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()

@@ -71,9 +71,9 @@ def answer_with_status(method: str, status: common_pb2.Status) -> bytes | None:
     if cls is None:
         return None
     if cls is common_pb2.Status or cls.DESCRIPTOR.full_name == common_pb2.Status.DESCRIPTOR.full_name:
-        return status.SerializeToString()
+        return bytes(status.SerializeToString())
     if "status" not in cls.DESCRIPTOR.fields_by_name:
         return None
     answer = cls()
-    answer.status.CopyFrom(status)  # type: ignore[attr-defined]
-    return answer.SerializeToString()
+    getattr(answer, "status").CopyFrom(status)  # noqa: B009 - the class is only known at run time
+    return bytes(answer.SerializeToString())
