@@ -255,6 +255,6 @@ def test_recreated_collection_is_validated_against_its_new_schema(
         else:
             assert (
                 "only support varchar"
-                in _raised(lambda: plain.search(name, data=[[0.0, 1.0]], limit=1, ranker=fn)).message
+                in _raised(lambda fn=fn: plain.search(name, data=[[0.0, 1.0]], limit=1, ranker=fn)).message
             )
     plain.drop_collection(name)
