@@ -115,7 +115,7 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         if not request.HasField("function_score"):
             return None
         try:
-            function = model_function(request.function_score)
+            function = model_function(request.function_score, timeout)
         except Exception as exc:  # pymilvus refused to build the Function: answer its message
             return milvus_pb2.SearchResults(status=status_of(exc)).SerializeToString(), "error"
         if function is None:

@@ -163,18 +163,23 @@ def _hits(results: schema_pb2.SearchResultData, pk_name: str, text_field: str, n
     return out
 
 
-def model_function(function_score: schema_pb2.FunctionScore) -> Function | None:
-    """The ranker as a ``Function`` when it is a lone model ranker (what this project reranks), else None."""
+def model_function(function_score: schema_pb2.FunctionScore, deadline: float | None = None) -> Function | None:
+    """The ranker as a ``Function`` when it is a lone model ranker (what this project reranks), else None.
+    A caller's gRPC deadline becomes the rerank's ``timeout`` when the params set none, so the HTTP calls stop
+    when the caller has stopped waiting."""
     if len(function_score.functions) != 1 or len(function_score.params):
         return None
     schema = function_score.functions[0]
     if schema.type != FunctionType.RERANK:
         return None
+    params = {pair.key: pair.value for pair in schema.params}
+    if deadline is not None and not any(key.lower() == "timeout" for key in params):
+        params["timeout"] = str(max(deadline, 0.001))
     function = Function(
         name=schema.name or "ranker",
         function_type=FunctionType.RERANK,
         input_field_names=list(schema.input_field_names),
-        params={pair.key: pair.value for pair in schema.params},
+        params=params,
     )
     return function if is_model_ranker(function) else None
 

@@ -64,6 +64,7 @@ class Gateway:
         self._backend: Backend | None = None
         self._server: grpc.Server | None = None
         self._reranker: Reranker | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
 
     @property
     def uri(self) -> str:
@@ -87,8 +88,9 @@ class Gateway:
             self._backend.uri = self.backend_label
             self._reranker = Reranker(self._backend)
             handler = GatewayHandler(self._backend, self._reranker)
+            self._pool = futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway")
             server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway"),
+                self._pool,
                 handlers=[handler],
                 options=[*MESSAGE_OPTIONS, *SERVER_KEEPALIVE],
                 maximum_concurrent_rpcs=None,
@@ -134,6 +136,9 @@ class Gateway:
         server, self._server = self._server, None
         if server is not None:
             server.stop(self.grace if grace is None else grace).wait()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)  # grpc leaves its executor running: its threads would outlive the gateway
         reranker, self._reranker = self._reranker, None
         if reranker is not None:
             reranker.close()
