@@ -129,7 +129,10 @@ class Gateway:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (True) or ``timeout`` passes (False)."""
-        return self._server.wait_for_termination(timeout) if self._server is not None else True
+        if self._server is None:
+            return True
+        timed_out: bool = self._server.wait_for_termination(timeout)  # grpc answers "timed out", not "stopped"
+        return not timed_out
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish within ``grace`` seconds, then close the backend."""
