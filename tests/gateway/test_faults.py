@@ -19,7 +19,7 @@ from pymilvus.client.prepare import Prepare
 from tests.conftest import rerank_function
 from vllm_ranker import MilvusClient
 from vllm_ranker.gateway import Gateway
-from vllm_ranker.testing import RerankServer, milvus_lite_server
+from vllm_ranker.testing import RerankServer
 
 WORDS = ["AI research", "energy progress", "dogs and cats", "Python language", "solar wind power", "deep learning"]
 
@@ -51,20 +51,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.fixture(scope="module")
-def own_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    """A backend of this module's own, killed by the last test: (uri, stop). One start (~10 s) for both."""
-    context = milvus_lite_server(tmp_path_factory.mktemp("gw-own-backend"))
-    uri = context.__enter__()
-    stopped: list[bool] = []
-
-    def stop() -> None:
-        if not stopped:
-            stopped.append(True)
-            context.__exit__(None, None, None)
-
-    yield uri, stop
-    stop()
+@pytest.fixture
+def killable_backend(gw_backend: str) -> Iterator[tuple[str, Any]]:
+    """A Milvus-protocol backend this test may kill: a second gateway in front of the session's milvus-lite
+    (starting another milvus-lite costs ~10 s of the tier's budget); yields (uri, stop)."""
+    inner = Gateway(gw_backend, port=0).start()
+    yield inner.uri, lambda: inner.stop(0)
+    inner.stop(0)
 
 
 def test_slow_service_hits_the_timeout_param(plain: pymilvus.MilvusClient, ours: MilvusClient) -> None:
@@ -115,8 +108,8 @@ def test_a_cancelled_call_leaves_the_gateway_serving(gateway: Gateway, plain: py
         assert len(search(plain, slow.endpoint)[0]) == 8
 
 
-def test_64_concurrent_searches_from_several_clients_and_nothing_leaks(own_backend: tuple[str, Any]) -> None:
-    uri, _ = own_backend
+def test_64_concurrent_searches_from_several_clients_and_nothing_leaks(gw_backend: str) -> None:
+    uri = gw_backend
     server = RerankServer(request_latency=0.05).start()  # a little service time, so that calls overlap
     threads_before = {t.ident for t in threading.enumerate()}
     fds_before = open_fds()
@@ -124,7 +117,8 @@ def test_64_concurrent_searches_from_several_clients_and_nothing_leaks(own_backe
         clients = [pymilvus.MilvusClient(uri=gw.uri) for _ in range(4)]
         reference = MilvusClient(uri=uri)
         try:
-            small_collection(clients[0])
+            if not clients[0].has_collection("small"):
+                small_collection(clients[0])
             want = {q: [(h["id"], h["distance"]) for h in search(reference, server.endpoint, q)[0]] for q in WORDS}
             jobs = [(clients[i % 4], WORDS[i % len(WORDS)]) for i in range(64)]
             with ThreadPoolExecutor(64) as pool:
@@ -147,9 +141,9 @@ def test_64_concurrent_searches_from_several_clients_and_nothing_leaks(own_backe
 
 
 def test_backend_killed_mid_run_gives_a_clean_unavailable_error(
-    own_backend: tuple[str, Any], server: RerankServer
+    killable_backend: tuple[str, Any], server: RerankServer
 ) -> None:
-    uri, stop = own_backend
+    uri, stop = killable_backend
     with Gateway(uri, port=0) as gw:
         client = pymilvus.MilvusClient(uri=gw.uri)
         try:
