@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pymilvus
 import pytest
@@ -52,24 +50,3 @@ def direct(gw_backend: str, plain: pymilvus.MilvusClient) -> Iterator[pymilvus.M
     client = pymilvus.MilvusClient(uri=gw_backend)
     yield client
     client.close()
-
-
-@pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Threads alive after the test that were not before (a grace period for pools winding down)."""
-    before = {t.ident for t in threading.enumerate()}
-    yield
-    import time
-
-    deadline = time.monotonic() + 5
-    while True:
-        extra = [t for t in threading.enumerate() if t.ident not in before and not t.daemon]
-        if not extra or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert extra == [], f"threads left behind: {[t.name for t in extra]}"
-
-
-def data_dir(tmp: Path) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    return tmp

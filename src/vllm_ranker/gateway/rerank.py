@@ -296,9 +296,8 @@ def sub_requests(request: milvus_pb2.HybridSearchRequest) -> list[milvus_pb2.Sea
         own.db_name = own.db_name or request.db_name
         if not own.partition_names:
             own.partition_names.extend(request.partition_names)
+        # The SDKs put the consistency of a hybrid search on each sub-request too; the default flag is top-level.
         own.guarantee_timestamp = own.guarantee_timestamp or request.guarantee_timestamp
-        if not own.consistency_level and not sub.HasField("base"):
-            own.consistency_level = request.consistency_level
         own.use_default_consistency = request.use_default_consistency
         own.namespace = own.namespace or request.namespace
         subs.append(own)
