@@ -128,3 +128,16 @@ def test_lite_file_backend_startup_line_and_graceful_sigterm(tmp_path: Path) -> 
     log = "".join(lines)
     assert "s3cret-token-value" not in log and "stopping" in log
     assert (tmp_path / "milvus.db").is_dir()  # Milvus Lite's data stayed in the user's file
+
+
+def test_binding_beyond_loopback_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = parser().parse_args(
+            ["gateway", "--backend", "http://127.0.0.1:1", "--host", "0.0.0.0", "--port", str(port)]
+        )
+        with caplog.at_level("WARNING"), pytest.raises(GatewayError):
+            command.run(args)
+    assert "reachable from other machines" in caplog.text

@@ -258,3 +258,14 @@ def test_recreated_collection_is_validated_against_its_new_schema(
                 in _raised(lambda fn=fn: plain.search(name, data=[[0.0, 1.0]], limit=1, ranker=fn)).message
             )
     plain.drop_collection(name)
+
+
+def test_backend_errors_of_a_reranked_search_equal_the_python_clients(
+    plain: pymilvus.MilvusClient, ours: MilvusClient, server: RerankServer
+) -> None:
+    fn = rerank_function(server.endpoint, ["AI"])
+    for collection, field in (("no_such_collection", "dense_vector"), ("docs", "no_such_field")):
+        kwargs: dict[str, Any] = dict(data=[hashed_embedding("AI", DIM)], anns_field=field, limit=3, ranker=fn)
+        got = _raised(lambda c=collection, k=kwargs: plain.search(c, **k))
+        want = _raised(lambda c=collection, k=kwargs: ours.search(c, **k))
+        assert (got.code, got.message) == (want.code, want.message)
