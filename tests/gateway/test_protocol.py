@@ -96,3 +96,22 @@ def test_tls(gw_backend: str, tls_files: tuple[Path, Path, Path], server: Rerank
             assert len(search(client, server.endpoint)[0]) == 8
         finally:
             client.close()
+
+
+def test_streaming_methods_are_relayed_with_the_backends_code(gateway: Gateway, gw_backend: str) -> None:
+    """DumpMessages streams answers; CreateReplicateStream streams both ways (Milvus Lite implements neither)."""
+    codes = []
+    for uri in (gateway.uri, gw_backend):
+        with grpc.insecure_channel(uri.removeprefix("http://")) as channel:
+            found = []
+            for call in (
+                lambda: list(channel.unary_stream(SERVICE + "DumpMessages")(b"", timeout=10)),
+                lambda: list(channel.stream_stream(SERVICE + "CreateReplicateStream")(iter([b""]), timeout=10)),
+            ):
+                try:
+                    call()
+                    found.append(grpc.StatusCode.OK)
+                except grpc.RpcError as exc:
+                    found.append(exc.code())
+            codes.append(found)
+    assert codes[0] == codes[1]

@@ -156,38 +156,43 @@ def _first(metadata: Metadata, key: str) -> str:
 def _streaming_handler(
     backend: Backend, method: str, client_streaming: bool, server_streaming: bool
 ) -> grpc.RpcMethodHandler:
-    """The streaming methods (replication), forwarded message by message."""
+    """The streaming methods (replication), forwarded message by message; a backend error ends the caller's
+    stream with the backend's own code."""
 
-    def target(context: grpc.ServicerContext) -> tuple[Metadata, float | None]:
-        return forwarded_metadata(context.invocation_metadata(), backend.token_header), deadline_of(
-            context.time_remaining()
-        )
+    def target(context: grpc.ServicerContext) -> dict[str, Any]:
+        return {
+            "metadata": forwarded_metadata(context.invocation_metadata(), backend.token_header),
+            "timeout": deadline_of(context.time_remaining()),
+        }
 
-    def relay(make: Callable[[Metadata, float | None], Any], context: grpc.ServicerContext) -> Any:
-        metadata, timeout = target(context)
+    def relay(answers: Callable[[], Iterator[bytes]], context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
-            return make(metadata, timeout)
+            yield from answers()
         except grpc.RpcError as exc:
             context.abort(exc.code(), exc.details() or "")
 
-    if client_streaming and server_streaming:
-        call_ss = backend.channel.stream_stream(method)
-
-        def stream_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-            yield from relay(lambda md, t: iter(call_ss(requests, metadata=md, timeout=t)), context)
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream)
     if server_streaming:
+        if client_streaming:
+            call_ss = backend.channel.stream_stream(method)
+
+            def stream_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+                return relay(lambda: iter(call_ss(requests, **target(context))), context)
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream)
         call_us = backend.channel.unary_stream(method)
 
         def unary_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-            yield from relay(lambda md, t: iter(call_us(request, metadata=md, timeout=t)), context)
+            return relay(lambda: iter(call_us(request, **target(context))), context)
 
         return grpc.unary_stream_rpc_method_handler(unary_stream)
     call_su = backend.channel.stream_unary(method)
 
     def stream_unary(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        answer: bytes = relay(lambda md, t: call_su(requests, metadata=md, timeout=t), context)
-        return answer
+        try:
+            answer: bytes = call_su(requests, **target(context))
+            return answer
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details() or "")
+            raise  # pragma: no cover - abort raises
 
     return grpc.stream_unary_rpc_method_handler(stream_unary)
