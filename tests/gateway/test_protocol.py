@@ -3,7 +3,7 @@ deadlines, TLS, and the Prometheus counters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -104,10 +104,11 @@ def test_streaming_methods_are_relayed_with_the_backends_code(gateway: Gateway, 
     for uri in (gateway.uri, gw_backend):
         with grpc.insecure_channel(uri.removeprefix("http://")) as channel:
             found = []
-            for call in (
+            calls: list[Callable[[], object]] = [
                 lambda: list(channel.unary_stream(SERVICE + "DumpMessages")(b"", timeout=10)),
                 lambda: list(channel.stream_stream(SERVICE + "CreateReplicateStream")(iter([b""]), timeout=10)),
-            ):
+            ]
+            for call in calls:
                 try:
                     call()
                     found.append(grpc.StatusCode.OK)
