@@ -46,12 +46,23 @@ async function main() {
   });
   if (res.status.error_code !== 'Success') throw new Error('search: ' + JSON.stringify(res.status));
   lap('searched');
+  const hybrid = await client.search({
+    collection_name: name,
+    data: [
+      { data: [input.query_vector], anns_field: 'dense', params: {}, limit: 4 },
+      { data: [input.other_vector], anns_field: 'dense', params: {}, limit: 4 },
+    ],
+    limit: 3,
+    output_fields: ['id', 'document'],
+    rerank: ranker,
+  });
+  if (hybrid.status.error_code !== 'Success') throw new Error('hybrid: ' + JSON.stringify(hybrid.status));
   // A bad ranker: the SDK's own error path with the gateway's message.
   const bad = await client.search({
     collection_name: name, data: [input.query_vector], anns_field: 'dense', limit: 5,
     rerank: { ...ranker, params: { ...ranker.params, queries: ['a', 'b'] } },
   });
-  console.log(JSON.stringify({ hits: res.results, bad: bad.status }));
+  console.log(JSON.stringify({ hits: res.results, hybrid: hybrid.results, bad: bad.status }));
   await client.closeConnection();
 }
 

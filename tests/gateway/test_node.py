@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DIM
-from vllm_ranker import Function, FunctionType, MilvusClient
+from vllm_ranker import AnnSearchRequest, Function, FunctionType, MilvusClient
 from vllm_ranker.gateway import Gateway
 from vllm_ranker.testing import RerankServer, hashed_embedding
 
@@ -67,6 +67,7 @@ def test_node_sdk_search_with_a_vllm_ranker(
         "dim": DIM,
         "query": query,
         "query_vector": hashed_embedding("energy", DIM),
+        "other_vector": hashed_embedding("dogs pets", DIM),
         "endpoint": server.endpoint,
     }
     (tmp_path / "input.json").write_text(json.dumps(spec))
@@ -97,5 +98,11 @@ def test_node_sdk_search_with_a_vllm_ranker(
     assert [int(h["id"]) for h in answer["hits"]] == [h["id"] for h in want[0]]
     assert [h["document"] for h in answer["hits"]] == [h["entity"]["document"] for h in want[0]]
     assert [round(h["score"], 5) for h in answer["hits"]] == [round(h["distance"], 5) for h in want[0]]
+    reqs = [
+        AnnSearchRequest([hashed_embedding("energy", DIM)], "dense", {}, 4),
+        AnnSearchRequest([hashed_embedding("dogs pets", DIM)], "dense", {}, 4),
+    ]
+    hybrid = ours.hybrid_search("node_docs", reqs, ranker=fn, limit=3, output_fields=["document"])
+    assert [int(h["id"]) for h in answer["hybrid"]] == [h["id"] for h in hybrid[0]]
     assert answer["bad"]["error_code"] != "Success"
     assert answer["bad"]["reason"].startswith("nq must equal to queries size, but got nq [1], queries size [2]")
