@@ -1,0 +1,106 @@
+"""The gateway's cost, side by side in one run (issue 16's targets):
+
+1. passthrough search p50 through the gateway vs straight to the backend (target ratio <= 1.15);
+2. a reranked search (plain pymilvus through the gateway) vs the same search with ``vllm_ranker.MilvusClient``
+   (target ratio <= 1.10);
+3. 64-way throughput: 64 threads searching through the gateway vs 64 threads sharing ``vllm_ranker.MilvusClient``.
+
+Milvus (``milvus-lite server``), the rerank service and the gateway each run in their own process, as deployed.
+
+    PYTHONPATH=src python benchmarks/gateway.py [--docs 2000] [--repeats 60] [--per-thread 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pymilvus
+from common import DIM, interleaved_medians, loopback_service, own_process, query_vector
+from milvus_server import milvus_lite_server, populate
+
+from vllm_ranker import Function, FunctionType, MilvusClient
+
+
+def _gateway(conn: Any, backend: str) -> None:
+    from vllm_ranker.gateway import Gateway
+
+    with Gateway(backend, port=0) as gw:
+        conn.send(gw.uri)
+        conn.recv()  # until the parent says stop
+
+
+def ranker(endpoint: str, query: str) -> Function:
+    return Function(
+        name="vllm",
+        input_field_names=["document"],
+        function_type=FunctionType.RERANK,
+        params={"reranker": "model", "provider": "vllm", "endpoint": endpoint, "queries": [query]},
+    )
+
+
+def throughput(search: Callable[[int], object], threads: int, per_thread: int) -> float:
+    """Searches per second with ``threads`` callers doing ``per_thread`` searches each."""
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(search, range(threads)))  # warm-up: connections, pools
+        started = time.perf_counter()
+        list(pool.map(lambda i: [search(i) for _ in range(per_thread)], range(threads)))
+    return threads * per_thread / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--per-thread", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=64)
+    args = parser.parse_args()
+
+    with milvus_lite_server() as backend, loopback_service() as endpoint, own_process(_gateway, backend) as (gw, _):
+        populate(backend, args.docs)
+        direct = pymilvus.MilvusClient(uri=backend)
+        via = pymilvus.MilvusClient(uri=gw)
+        ours = MilvusClient(uri=backend)
+        vector = query_vector(1)
+        fn = ranker(endpoint, "vector search latency")
+        plain_kwargs: dict[str, Any] = dict(data=[vector], anns_field="dense_vector", limit=10)
+        rerank_kwargs: dict[str, Any] = dict(plain_kwargs, output_fields=["document"], ranker=fn)
+        assert [h["id"] for h in via.search("bench", **rerank_kwargs)[0]] == [
+            h["id"] for h in ours.search("bench", **rerank_kwargs)[0]
+        ], "the gateway and the client disagree"
+
+        medians = interleaved_medians(
+            {
+                "direct": lambda: direct.search("bench", **plain_kwargs),
+                "gateway": lambda: via.search("bench", **plain_kwargs),
+                "client rerank": lambda: ours.search("bench", **rerank_kwargs),
+                "gateway rerank": lambda: via.search("bench", **rerank_kwargs),
+            },
+            args.repeats,
+        )
+        clients = [pymilvus.MilvusClient(uri=gw) for _ in range(4)]
+        through_gw = throughput(
+            lambda i: clients[i % 4].search("bench", **rerank_kwargs), args.threads, args.per_thread
+        )
+        through_client = throughput(lambda i: ours.search("bench", **rerank_kwargs), args.threads, args.per_thread)
+        for client in (direct, via, ours, *clients):
+            client.close()
+
+    ms = {name: value * 1000 for name, value in medians.items()}
+    print(f"collection: {args.docs} docs, dim {DIM}, limit 10, {args.repeats} interleaved repeats (p50)")
+    print(f"{'measure':<34}{'gateway':>12}{'reference':>12}{'ratio':>8}{'target':>9}")
+    rows = [
+        ("passthrough search p50 (ms)", ms["gateway"], ms["direct"], "<= 1.15"),
+        ("reranked search p50 (ms)", ms["gateway rerank"], ms["client rerank"], "<= 1.10"),
+        (f"{args.threads}-way reranked throughput (/s)", through_gw, through_client, "-"),
+    ]
+    for name, mine, ref, target in rows:
+        print(f"{name:<34}{mine:>12.2f}{ref:>12.2f}{mine / ref:>8.2f}{target:>9}")
+    print("reference: straight to the backend (passthrough), vllm_ranker.MilvusClient (reranked, throughput)")
+
+
+if __name__ == "__main__":
+    main()

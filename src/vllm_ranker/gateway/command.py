@@ -1,0 +1,130 @@
+"""vllm-ranker gateway: Milvus's gRPC protocol in front of any Milvus, with the model rankers added.
+
+Any Milvus SDK (pymilvus, Node.js, Go, Java, Attu, LangChain...) connects to the gateway as to Milvus and
+searches with a RERANK Function of reranker "model" (provider vllm, tei, cohere...); the gateway reranks those
+searches and forwards every other call to the backend untouched.
+
+examples:
+  vllm-ranker gateway                                       # Milvus Lite file ./milvus.db behind 127.0.0.1:19530
+  vllm-ranker gateway --backend http://milvus:19530 --port 19531
+  VLLM_RANKER_BACKEND_TOKEN=root:Milvus vllm-ranker gateway --backend https://milvus.example:19530
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from . import metrics
+from .server import DEFAULT_GRACE_S, DEFAULT_WORKERS, Gateway, GatewayError
+
+TOKEN_ENV = "VLLM_RANKER_BACKEND_TOKEN"
+log = logging.getLogger("vllm_ranker.gateway")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every option's default in its help."""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``gateway`` subcommand on an ``argparse`` subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "gateway",
+        help="serve Milvus's gRPC protocol in front of any Milvus, with model rankers for every SDK",
+        description=__doc__,
+        formatter_class=_Help,
+    )
+    parser.add_argument(
+        "--backend",
+        default="./milvus.db",
+        help="the Milvus behind the gateway, as pymilvus's uri: a Milvus Lite file (.db, started on a private "
+        "loopback port and stopped on exit) or http(s)://host:port of a Milvus server or cluster proxy",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (anything but loopback exposes the backend)"
+    )
+    parser.add_argument("--port", type=int, default=19530, help="port to listen on (0 picks a free one)")
+    parser.add_argument(
+        "--token",
+        default="",
+        help=f"token (user:password or API key) for the backend, used when a caller sends none; visible in "
+        f"`ps`: prefer the environment variable {TOKEN_ENV}",
+    )
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve TLS (with --tls-key)")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="calls served at once")
+    parser.add_argument(
+        "--grace", type=float, default=DEFAULT_GRACE_S, help="seconds calls in flight get to finish on SIGTERM"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this loopback port (needs the metrics extra); off when not given",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity"
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or interface we cannot vouch for
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``vllm-ranker gateway``; returns the exit code. User errors raise with a one-line message."""
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 0 <= args.port <= 65535:
+        raise GatewayError(f"--port {args.port}: give a port from 0 to 65535")
+    if not is_loopback(args.host):
+        log.warning(
+            "listening on %s makes the gateway reachable from other machines: it checks no credentials itself "
+            "(the backend does, with each caller's token) and, without --tls-cert, carries tokens in clear text",
+            args.host,
+        )
+    if args.metrics_port is not None and not metrics.available():
+        raise GatewayError("--metrics-port needs prometheus_client: pip install 'vllm-ranker[metrics]'")
+    gateway = Gateway(
+        args.backend,
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get(TOKEN_ENV, ""),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        workers=args.workers,
+        grace=args.grace,
+    )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        gateway.start()
+        if args.metrics_port is not None:
+            metrics.serve(args.metrics_port)
+        log.info(
+            "vllm-ranker gateway listening on %s:%d%s, backend %s",
+            args.host,
+            gateway.port,
+            " (TLS)" if gateway.tls else "",
+            gateway.backend_label,
+        )
+        while not stop.wait(1.0):
+            if gateway.wait(0):  # the server ended on its own
+                break
+        log.info("stopping: calls in flight get %g s to finish", args.grace)
+    finally:
+        gateway.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

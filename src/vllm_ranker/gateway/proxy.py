@@ -1,0 +1,198 @@
+"""The gRPC handler: every method forwarded as raw bytes, except the searches a model ranker reranks.
+
+Bytes in, bytes out: the gateway does not parse what it forwards, so new Milvus methods and fields pass through
+an old gateway unchanged. Search/HybridSearch are parsed only to look for a model ranker in ``function_score``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from pymilvus.grpc_gen import milvus_pb2
+
+from . import metrics
+from .backend import Backend, deadline_of, forwarded_metadata
+from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Reranker, _Call, model_function, sub_requests
+from .status import answer_with_status, status_of, unavailable
+
+log = logging.getLogger(__name__)
+
+_SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
+# Forwarded RPCs after which a collection's cached schema may be stale.
+_SCHEMA_CHANGES = {
+    SERVICE + name
+    for name in (
+        "CreateCollection",
+        "DropCollection",
+        "RenameCollection",
+        "AddCollectionField",
+        "AlterCollection",
+        "AlterCollectionField",
+        "DropDatabase",
+        "AddCollectionFunction",
+        "AlterCollectionFunction",
+        "DropCollectionFunction",
+    )
+}
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    def __init__(self, backend: Backend, reranker: Reranker) -> None:
+        self.backend = backend
+        self.reranker = reranker
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        found = self._handlers.get(method)
+        if found is None:
+            found = self._handlers[method] = self._make_handler(method)
+        return found
+
+    def _make_handler(self, method: str) -> grpc.RpcMethodHandler:
+        service, _, name = method.lstrip("/").rpartition("/")
+        described = _SERVICE.methods_by_name.get(name) if service == _SERVICE.full_name else None
+        client_streaming = bool(described and described.client_streaming)
+        server_streaming = bool(described and described.server_streaming)
+        if client_streaming or server_streaming:
+            return _streaming_handler(self.backend, method, client_streaming, server_streaming)
+
+        def unary(payload: bytes, context: grpc.ServicerContext) -> bytes:
+            return self._unary(method, payload, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary)  # unknown methods: unary, the common case
+
+    def _unary(self, method: str, payload: bytes, context: grpc.ServicerContext) -> bytes:
+        started = time.perf_counter()
+        route, outcome = "passthrough", "ok"
+        try:
+            metadata = forwarded_metadata(context.invocation_metadata(), self.backend.token_header)
+            timeout = deadline_of(context.time_remaining())
+            if method in (SEARCH, HYBRID_SEARCH):
+                reranked = self._rerank(method, payload, metadata, timeout, context)
+                if reranked is not None:
+                    route = "rerank"
+                    answer, outcome = reranked
+                    return answer
+            try:
+                answer = self.backend.call(method, payload, metadata, timeout)
+            except grpc.RpcError as exc:
+                outcome = exc.code().name if hasattr(exc, "code") else "error"
+                return self._backend_failed(method, exc, context)
+            if method in _SCHEMA_CHANGES:
+                self._forget(method, payload, metadata)
+            return answer
+        finally:
+            metrics.observe(method, route, outcome, time.perf_counter() - started)
+
+    def _backend_failed(self, method: str, exc: grpc.RpcError, context: grpc.ServicerContext) -> bytes:
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            body = answer_with_status(method, unavailable(self.backend.uri, details))
+            if body is not None:
+                return body
+            details = f"the gateway cannot reach the Milvus backend {self.backend.uri} ({details})"
+        context.abort(code, details)  # the backend's own code (UNIMPLEMENTED, DEADLINE_EXCEEDED, ...)
+        raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+    def _rerank(
+        self, method: str, payload: bytes, metadata: Metadata, timeout: float | None, context: grpc.ServicerContext
+    ) -> tuple[bytes, str] | None:
+        """The answer of a reranked search and its outcome, or None when the search is not ours to rerank."""
+        request: Any
+        if method == SEARCH:
+            request = milvus_pb2.SearchRequest.FromString(payload)
+        else:
+            request = milvus_pb2.HybridSearchRequest.FromString(payload)
+        if not request.HasField("function_score"):
+            return None
+        try:
+            function = model_function(request.function_score, timeout)
+        except Exception as exc:  # pymilvus refused to build the Function: answer its message
+            return milvus_pb2.SearchResults(status=status_of(exc)).SerializeToString(), "error"
+        if function is None:
+            return None
+        db_name = request.db_name or _first(metadata, "dbname")
+        requests = [request] if method == SEARCH else sub_requests(request)
+        text_field = function.input_field_names[0] if function.input_field_names else ""
+        call = _Call(self.backend, metadata, timeout, db_name, text_field, requests)
+        try:
+            if method == SEARCH:
+                answer = self.reranker.search(request, function, call)
+            else:
+                answer = self.reranker.hybrid_search(request, function, call)
+            return answer.SerializeToString(), "ok"
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code != grpc.StatusCode.UNAVAILABLE:
+                context.abort(code, exc.details() or "")
+            status = unavailable(self.backend.uri, exc.details() or "")
+        except Exception as exc:  # every failure becomes a Status: the SDK raises it, the gateway stays up
+            if not hasattr(exc, "code"):
+                log.exception("reranked %s failed", method.rpartition("/")[2])
+            status = status_of(exc)
+        return milvus_pb2.SearchResults(status=status).SerializeToString(), "error"
+
+    def _forget(self, method: str, payload: bytes, metadata: Metadata) -> None:
+        described = _SERVICE.methods_by_name[method.rpartition("/")[2]]
+        request: Any = message_factory.GetMessageClass(described.input_type).FromString(payload)
+        name = getattr(request, "collection_name", "") or getattr(request, "oldName", "")
+        self.reranker.forget(getattr(request, "db_name", "") or _first(metadata, "dbname"), name)
+
+
+def _first(metadata: Metadata, key: str) -> str:
+    value = next((v for k, v in metadata if k == key), "")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _streaming_handler(
+    backend: Backend, method: str, client_streaming: bool, server_streaming: bool
+) -> grpc.RpcMethodHandler:
+    """The streaming methods (replication), forwarded message by message; a backend error ends the caller's
+    stream with the backend's own code."""
+
+    def target(context: grpc.ServicerContext) -> dict[str, Any]:
+        return {
+            "metadata": forwarded_metadata(context.invocation_metadata(), backend.token_header),
+            "timeout": deadline_of(context.time_remaining()),
+        }
+
+    def relay(answers: Callable[[], Iterator[bytes]], context: grpc.ServicerContext) -> Iterator[bytes]:
+        try:
+            yield from answers()
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details() or "")
+
+    if server_streaming:
+        if client_streaming:
+            call_ss = backend.channel.stream_stream(method)
+
+            def stream_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+                return relay(lambda: iter(call_ss(requests, **target(context))), context)
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream)
+        call_us = backend.channel.unary_stream(method)
+
+        def unary_stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+            return relay(lambda: iter(call_us(request, **target(context))), context)
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream)
+    call_su = backend.channel.stream_unary(method)
+
+    def stream_unary(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        try:
+            answer: bytes = call_su(requests, **target(context))
+            return answer
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details() or "")
+            raise  # pragma: no cover - abort raises
+
+    return grpc.stream_unary_rpc_method_handler(stream_unary)

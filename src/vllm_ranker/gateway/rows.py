@@ -1,0 +1,133 @@
+"""Rows of a search answer's ``fields_data``, taken from the backend's own answer(s).
+
+The reranked answer keeps the backend's encoding of every output field (dynamic fields, JSON, vectors, arrays,
+nullable flags) by copying rows of the FieldData Milvus sent, instead of decoding values and encoding them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pymilvus.grpc_gen import schema_pb2
+
+# Bytes per row of the packed vector kinds, as a function of the field's dim.
+_PACKED_VECTOR_BYTES = {
+    "binary_vector": lambda dim: dim // 8,
+    "float16_vector": lambda dim: dim * 2,
+    "bfloat16_vector": lambda dim: dim * 2,
+    "int8_vector": lambda dim: dim,
+}
+
+
+class RowSource:
+    """One FieldData of one backend answer, with the index of each row's value (nullable fields may be sent
+    compact: only valid rows carry a value)."""
+
+    def __init__(self, field: schema_pb2.FieldData, n_rows: int) -> None:
+        self.field = field
+        valid = list(field.valid_data)
+        self.valid = valid if len(valid) == n_rows else None
+        stored = _stored_rows(field)
+        if self.valid is not None and stored is not None and stored < n_rows:
+            positions, seen = [], 0
+            for ok in self.valid:
+                positions.append(seen if ok else -1)
+                seen += ok
+            self.positions: list[int] | None = positions
+        else:
+            self.positions = None
+
+    def value_index(self, row: int) -> int:
+        return row if self.positions is None else self.positions[row]
+
+
+def _stored_rows(field: schema_pb2.FieldData) -> int | None:
+    if field.HasField("scalars"):
+        kind = field.scalars.WhichOneof("data")
+        return None if kind is None else len(getattr(field.scalars, kind).data)
+    return None
+
+
+def empty_like(field: schema_pb2.FieldData) -> schema_pb2.FieldData:
+    out = schema_pb2.FieldData(
+        type=field.type, field_name=field.field_name, field_id=field.field_id, is_dynamic=field.is_dynamic
+    )
+    if field.HasField("scalars"):
+        kind = field.scalars.WhichOneof("data")
+        if kind is not None:
+            getattr(out.scalars, kind).SetInParent()
+            if kind == "array_data":
+                out.scalars.array_data.element_type = field.scalars.array_data.element_type
+    elif field.HasField("vectors"):
+        out.vectors.dim = field.vectors.dim
+        kind = field.vectors.WhichOneof("data")
+        if kind is not None:
+            getattr(out.vectors, kind).SetInParent()
+            if kind == "sparse_float_vector":
+                out.vectors.sparse_float_vector.dim = field.vectors.sparse_float_vector.dim
+            elif kind == "vector_array":
+                out.vectors.vector_array.dim = field.vectors.vector_array.dim
+                out.vectors.vector_array.element_type = field.vectors.vector_array.element_type
+    elif field.HasField("struct_arrays"):
+        raise ValueError(f"output field {field.field_name}: struct array fields are not supported by the gateway")
+    return out
+
+
+def append_row(out: schema_pb2.FieldData, source: RowSource, row: int) -> None:
+    """Append row ``row`` of ``source`` to ``out`` (made by ``empty_like`` of a field of the same kind)."""
+    field = source.field
+    if source.valid is not None:
+        out.valid_data.append(source.valid[row])
+        if source.positions is not None and not source.valid[row]:
+            return  # compact encoding: a null row carries no value
+    index = source.value_index(row)
+    if field.HasField("scalars"):
+        kind = field.scalars.WhichOneof("data")
+        if kind is None:
+            return
+        values = getattr(field.scalars, kind).data
+        target = getattr(out.scalars, kind).data
+        if kind == "array_data":
+            target.add().CopyFrom(values[index])
+        else:
+            target.append(values[index])
+        return
+    if not field.HasField("vectors"):
+        return
+    vectors = field.vectors
+    dim = vectors.dim
+    kind = vectors.WhichOneof("data")
+    if kind == "float_vector":
+        out.vectors.float_vector.data.extend(vectors.float_vector.data[index * dim : (index + 1) * dim])
+    elif kind in _PACKED_VECTOR_BYTES:
+        width = _PACKED_VECTOR_BYTES[kind](dim)
+        packed: bytes = getattr(vectors, kind)
+        setattr(out.vectors, kind, getattr(out.vectors, kind) + packed[index * width : (index + 1) * width])
+    elif kind == "sparse_float_vector":
+        out.vectors.sparse_float_vector.contents.append(vectors.sparse_float_vector.contents[index])
+    elif kind == "vector_array":
+        out.vectors.vector_array.data.add().CopyFrom(vectors.vector_array.data[index])
+
+
+def take_rows(
+    answers: Sequence[schema_pb2.SearchResultData],
+    picks: Sequence[tuple[int, int]],
+    drop: frozenset[str],
+) -> list[schema_pb2.FieldData]:
+    """``fields_data`` made of the rows ``picks`` ((answer index, row) each), fields named in ``drop`` left out."""
+    if not answers:
+        return []
+    first = answers[0]
+    names = [(f.field_name, f.is_dynamic) for f in first.fields_data if f.field_name not in drop]
+    sources: list[dict[tuple[str, bool], RowSource]] = []
+    for answer in answers:
+        n_rows = sum(answer.topks)
+        sources.append({(f.field_name, f.is_dynamic): RowSource(f, n_rows) for f in answer.fields_data})
+    outs = {key: empty_like(sources[0][key].field) for key in names}
+    for answer_index, row in picks:
+        for key in names:
+            source = sources[answer_index].get(key)
+            if source is None:
+                raise ValueError(f"output field {key[0]} is missing from one of the backend's answers")
+            append_row(outs[key], source, row)
+    return [outs[key] for key in names]

@@ -1,0 +1,162 @@
+"""``Gateway``: the gRPC server in front of one Milvus backend (started, served, stopped).
+
+Holds no state beyond caches (schemas, HTTP pools), so several gateways behind a TCP load balancer can serve
+one Milvus cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from .backend import MESSAGE_OPTIONS, Backend, BackendError, LiteServer, is_lite_file
+from .proxy import GatewayHandler
+from .rerank import Reranker
+
+log = logging.getLogger(__name__)
+
+# pymilvus pings its channel every 10 s with or without calls; a Milvus server allows that, gRPC's defaults
+# answer with GOAWAY "too_many_pings" (the same policy as the project's milvus-lite launcher).
+SERVER_KEEPALIVE = [
+    ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.so_reuseport", 0),  # a port already in use is an error, not a silent second listener
+]
+DEFAULT_WORKERS = 64
+DEFAULT_GRACE_S = 10.0
+
+
+class GatewayError(ValueError):
+    """A setting the gateway cannot start with; the message says what to change."""
+
+
+class Gateway:
+    """``with Gateway("./milvus.db", port=0) as gw: ...`` serves on ``gw.uri`` until the block ends."""
+
+    def __init__(
+        self,
+        backend: str = "./milvus.db",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 19530,
+        token: str = "",
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        workers: int = DEFAULT_WORKERS,
+        grace: float = DEFAULT_GRACE_S,
+    ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise GatewayError("give both --tls-cert and --tls-key (PEM files), or neither")
+        if workers < 1:
+            raise GatewayError(f"--workers {workers}: give at least 1")
+        self.backend_uri = backend
+        self.host = host
+        self.port = port
+        self.token = token
+        self.tls = (tls_cert, tls_key) if tls_cert and tls_key else None
+        self.workers = workers
+        self.grace = grace
+        self._lite: LiteServer | None = None
+        self._backend: Backend | None = None
+        self._server: grpc.Server | None = None
+        self._reranker: Reranker | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
+
+    @property
+    def uri(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def backend_label(self) -> str:
+        """The backend as the user named it (a file path or a URI; never the token)."""
+        return f"{self.backend_uri} (Milvus Lite)" if is_lite_file(self.backend_uri) else self.backend_uri
+
+    def start(self) -> Gateway:
+        credentials = self._credentials()
+        target = self.backend_uri
+        try:
+            if is_lite_file(target):
+                self._lite = LiteServer(target).start()
+                target = self._lite.uri
+            self._backend = Backend(target, self.token)
+            # Messages name the backend as the user gave it (a file path or a URI, never a token).
+            self._backend.uri = self.backend_label
+            self._reranker = Reranker(self._backend)
+            handler = GatewayHandler(self._backend, self._reranker)
+            self._pool = futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway")
+            server = grpc.server(
+                self._pool,
+                handlers=[handler],
+                options=[*MESSAGE_OPTIONS, *SERVER_KEEPALIVE],
+                maximum_concurrent_rpcs=None,
+            )
+            address = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
+            try:
+                bound = (
+                    server.add_secure_port(address, credentials)
+                    if credentials is not None
+                    else server.add_insecure_port(address)
+                )
+            except RuntimeError:
+                bound = 0
+            if not bound:
+                raise GatewayError(
+                    f"cannot listen on {address}: the port is in use or the address is not this machine's; "
+                    "give another --port or --host"
+                )
+            self.port = bound
+            server.start()
+            self._server = server
+        except BaseException:
+            self.stop(0)
+            raise
+        return self
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        if self.tls is None:
+            return None
+        cert, key = self.tls
+        try:
+            pair = (Path(key).read_bytes(), Path(cert).read_bytes())
+        except OSError as exc:
+            raise GatewayError(f"cannot read the TLS files: {exc.strerror}: {exc.filename}") from None
+        return grpc.ssl_server_credentials([pair])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (True) or ``timeout`` passes (False)."""
+        if self._server is None:
+            return True
+        timed_out: bool = self._server.wait_for_termination(timeout)  # grpc answers "timed out", not "stopped"
+        return not timed_out
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let calls in flight finish within ``grace`` seconds, then close the backend."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(self.grace if grace is None else grace).wait()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)  # grpc leaves its executor running: its threads would outlive the gateway
+        reranker, self._reranker = self._reranker, None
+        if reranker is not None:
+            reranker.close()
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+        lite, self._lite = self._lite, None
+        if lite is not None:
+            lite.stop()
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["BackendError", "Gateway", "GatewayError"]
