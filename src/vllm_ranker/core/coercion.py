@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 _TRUE = {"1", "t", "true", "yes", "on"}
@@ -22,7 +23,7 @@ def as_int(value: Any) -> int:
     if isinstance(value, float):
         if math.isfinite(value) and value.is_integer():
             return int(value)
-        raise ValueError("not a whole number")
+        raise ValueError("a whole number is needed")
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -50,8 +51,18 @@ def as_float(value: Any) -> float:
     else:
         raise ValueError(f"a {type(value).__name__} is not a number")
     if not math.isfinite(number):
-        raise ValueError("not a finite number")
+        raise ValueError("a finite number is needed")
     return number
+
+
+def because(message: str, reason: object) -> str:
+    """`` (reason)`` to follow ``message``, or nothing when the reason is empty or only repeats what the message
+    says: "x is not a number (not a number)" reads as a stutter, not as English."""
+    text = str(reason).strip()
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    if not words or words <= set(re.findall(r"[a-z]+", message.lower())):
+        return ""
+    return f" ({text})"
 
 
 def as_bool(value: Any) -> bool:
@@ -65,7 +76,7 @@ def as_bool(value: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise ValueError("not a boolean (use true or false)")
+    raise ValueError("use true or false")
 
 
 def as_str(value: Any) -> str:

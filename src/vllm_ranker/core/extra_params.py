@@ -26,7 +26,8 @@ def converted(params: Mapping[str, Any], key: str, convert: Callable[[Any], T], 
     try:
         return convert(params[key])
     except ValueError as exc:
-        raise RerankParamError(f"{key}: {params[key]} is not a valid {what} ({exc}): {hint}") from None
+        message = f"{key}: {params[key]} is not a valid {what}"
+        raise RerankParamError(f"{message}{values.because(message, exc)}: {hint}") from None
 
 
 def positive_float(params: Mapping[str, Any], key: str, default: float, hint: str) -> float:

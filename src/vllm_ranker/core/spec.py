@@ -77,21 +77,35 @@ class RerankSpec:
         return queries
 
 
-def ranker_kind(ranker: Any) -> str | None:
-    """The lower-cased ``reranker`` param of a RERANK Function, else None (legacy rankers, FunctionScore...)."""
+def _rerank_param(ranker: Any, name: str) -> str | None:
+    """The stripped ``name`` param (any case) of a RERANK Function; None when absent or not such a Function."""
     if not isinstance(ranker, Function) or ranker.type != FunctionType.RERANK:
         return None
     for key, value in (ranker.params or {}).items():
-        if isinstance(key, str) and key.lower() == "reranker":
-            return str(value).strip().lower()
+        if isinstance(key, str) and key.lower() == name:
+            return str(value).strip()
     return None
+
+
+def ranker_kind(ranker: Any) -> str | None:
+    """The lower-cased ``reranker`` param of a RERANK Function, else None (legacy rankers, FunctionScore...)."""
+    kind = _rerank_param(ranker, "reranker")
+    return None if kind is None else kind.lower()
 
 
 def is_model_ranker(ranker: Any) -> bool:
     """True for what this package handles: a RERANK Function whose reranker is `model` (or not a known kind,
-    so the Milvus error for it is ours to give); every other ranker goes to the server untouched."""
+    so the Milvus error for it is ours to give); every other ranker goes to the server untouched.
+
+    A Function naming a ``provider`` with no ``reranker`` key is ours too, so that it fails before any search
+    with the fix: Milvus refuses it (``unsupported rerank function: []``), and Milvus Lite would instead run it
+    through its own provider table (cohere only, other params), failing with "Unknown rerank provider: 'vllm'"
+    or calling Cohere in a way a Milvus server never would.
+    """
     kind = ranker_kind(ranker)
-    return kind is not None and kind not in ("decay", "rrf", "weighted", "boost")
+    if kind is None:
+        return bool(_rerank_param(ranker, "provider"))
+    return kind not in ("decay", "rrf", "weighted", "boost")
 
 
 def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[str, str] | None = None) -> RerankSpec:
@@ -102,9 +116,12 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
     # 1. reranker
     kind = str(params.get("reranker", "")).strip().lower()
     if kind not in RERANKER_KINDS:
+        missing = ""
+        if "reranker" not in params and "provider" in params:
+            missing = f"the params name provider '{params['provider']}' but no reranker; "
         raise RerankParamError(
             f"unsupported rerank function: [{params.get('reranker', '')}] , list of supported "
-            "[decay,model,rrf,weighted]: set params['reranker'] to 'model' for a model ranker"
+            f"[decay,model,rrf,weighted]: {missing}set params['reranker'] = 'model' for a model ranker"
         )
 
     # 2. input field
@@ -126,7 +143,7 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
     endpoints = _endpoints(provider, params)
     model = _model(provider, params)
     options = _options(provider, params)
-    batch_size = _batch_size(provider, params)
+    batch_size = _batch_size(provider, params, {str(k).lower(): str(k) for k in raw_params})
     api_key = checked_api_key(_api_key(provider, params, env), provider)  # header-safe (endpoint_security)
     targets = make_targets(provider, endpoints, model, options, api_key)  # user:password -> Basic auth
     timeout = positive_float(params, "timeout", DEFAULT_TIMEOUT_S, "seconds for the whole rerank of a call, e.g. 30")
@@ -205,10 +222,22 @@ def _endpoints(provider: Provider, params: Mapping[str, Any]) -> list[str]:
     # ``endpoints`` (several, Milvus ignores the key) wins over ``endpoint`` (Milvus reads it): README "Beyond Milvus".
     key = "endpoints" if _given(params.get("endpoints")) else "endpoint"
     raw = params.get(key)
+    if raw is None and key in params:
+        # pymilvus sends None as "None", which Milvus refuses as a URL for every provider.
+        raise RerankParamError(
+            f"{key}: [None] is not a valid http/https link: params['{key}'] is None"
+            + (
+                " (rerank function lost params endpoint); set it to the service address, e.g. 'http://localhost:8000'"
+                if provider.default_endpoint is None
+                else f"; leave it out to use {provider.default_endpoint}, or give the service's URL"
+            )
+        )
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if provider.default_endpoint is None:
+            # TEI's endpoint is checked by Milvus as a URL (its message); vLLM's as a required param.
+            milvus = "endpoint: [] is not a valid http/https link: " if provider.name == "tei" else ""
             raise RerankParamError(
-                "rerank function lost params endpoint: set params['endpoint'] to the service address, "
+                f"{milvus}rerank function lost params endpoint: set params['endpoint'] to the service address, "
                 "e.g. 'http://localhost:8000'"
             )
         return [provider.default_endpoint]
@@ -264,27 +293,26 @@ def _options(provider: Provider, params: Mapping[str, Any]) -> dict[str, Any]:
         try:
             parsed[option.wire] = option.parse(raw)
         except ValueError as exc:
-            raise RerankParamError(f"{option.error.format(value=raw)} ({exc}): {option.hint}") from None
+            message = option.error.format(value=raw)
+            raise RerankParamError(f"{message}{values.because(message, exc)}: {option.hint}") from None
     return parsed
 
 
-def _batch_size(provider: Provider, params: Mapping[str, Any]) -> int:
+def _batch_size(provider: Provider, params: Mapping[str, Any], spelled: Mapping[str, str]) -> int:
     present = [k for k in BATCH_KEYS if k in params]
     if not present:
         return provider.default_batch_size
     raw = params[present[0]]
+    # Milvus's text names max_client_batch_size (users grep for it); the fix names the key the user wrote.
+    written = spelled.get(present[0], present[0])
+    alias = "" if present[0] == "max_client_batch_size" else " (Milvus's max_client_batch_size)"
+    fix = f"set params['{written}']{alias} to a positive integer, e.g. {provider.default_batch_size}"
     try:
         size = values.as_int(raw)
     except ValueError:
-        raise RerankParamError(
-            f"[max_client_batch_size param's value: {raw}] is not a valid number: "
-            "give a positive integer (maxBatch, max_batch and max_client_batch_size are the same setting)"
-        ) from None
+        raise RerankParamError(f"[max_client_batch_size param's value: {raw}] is not a valid number: {fix}") from None
     if size <= 0:
-        raise RerankParamError(
-            f"[max_client_batch_size param's value: {raw}] must be greater than 0: give a positive integer, "
-            f"e.g. {provider.default_batch_size}"
-        )
+        raise RerankParamError(f"[max_client_batch_size param's value: {raw}] must be greater than 0: {fix}")
     return size
 
 

@@ -6,9 +6,9 @@ document, without its text); answer ``{"output": {"results": [{"index", "relevan
 {"total_tokens"}, "request_id"}`` sorted by score, mapped back by ``index``.
 
 URL: the cloud default unless ``endpoint`` is given (another region such as
-``https://dashscope-intl.aliyuncs.com``, or a gateway): an endpoint whose path already ends in ``text-rerank``
-is used as it is; one ending in a leading part of the API path (``/api/v1``) gets the rest; any other gets
-``/api/v1/services/rerank/text-rerank/text-rerank`` appended.
+``https://dashscope-intl.aliyuncs.com``, or a gateway), by the rule of base.py: an endpoint whose path ends in
+``rerank`` or ``text-rerank`` is used as it is; one ending in a leading part of the route (``/api/v1``) gets the
+rest; any other gets ``/api/v1/services/rerank/text-rerank/text-rerank`` appended.
 
 Auth: ``Authorization: Bearer <key>``, required (Milvus sends ``Bearer `` with no key and gets a 401; we fail
 before the search): the ``credential`` param, else ``MILVUS_DASHSCOPE_API_KEY``, ``DASHSCOPE_API_KEY``.
@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .base import Json, MalformedAnswer, Provider, Target, api_url, scores_by_index
+from .base import Json, MalformedAnswer, Provider, Target, scores_by_index
 
-DEFAULT_URL = "https://dashscope.aliyuncs.com/api/v1/services/rerank/text-rerank/text-rerank"
-API_PATH = "/api/v1/services/rerank/text-rerank/text-rerank"
-
-
-def build_url(endpoint: str, _model: str | None) -> str:
-    return api_url(endpoint, API_PATH)
+ROUTE = "/api/v1/services/rerank/text-rerank/text-rerank"
+DEFAULT_URL = "https://dashscope.aliyuncs.com" + ROUTE
 
 
 def build_body(target: Target, query: str, documents: Sequence[str]) -> Json:
@@ -47,8 +43,9 @@ PROVIDER = Provider(
     key_required=True,
     key_env=("MILVUS_DASHSCOPE_API_KEY", "DASHSCOPE_API_KEY"),
     options=(),
-    build_url=build_url,
+    route=ROUTE,
     build_body=build_body,
     parse_scores=parse_scores,
     model_hint="gte-rerank-v2",
+    label="DashScope",
 )

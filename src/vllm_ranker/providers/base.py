@@ -2,6 +2,22 @@
 
 A provider knows its parameters (names, types, defaults), the URL and JSON body of one rerank request, and
 how to read scores (and the service's own error message) out of the answer. Nothing here does I/O.
+
+The endpoint-path rule, one for every provider (``Provider.build_url``, ``api_url``): each provider has a
+``route``, the path its service answers on (vllm and tei ``/rerank``, cohere ``/v2/rerank``, voyageai and
+siliconflow ``/v1/rerank``, ali ``/api/v1/services/rerank/text-rerank/text-rerank``, huggingface
+``/hf-inference/models/<model_name>/pipeline/sentence-similarity``).
+
+- An endpoint whose path ends in ``rerank`` or in the route's own last segment (``text-rerank``,
+  ``sentence-similarity``) is the full request URL: it is POSTed to as given.
+- Any other endpoint is a base URL (a bare host, a version such as ``/v1``, a gateway prefix): the route is
+  appended, less the leading part of it that the path already ends with (``https://host/v2`` + ``/v2/rerank``
+  gives ``https://host/v2/rerank``, not ``.../v2/v2/rerank``).
+- Segments compare case-insensitively; a trailing slash is ignored, a query string kept, a fragment dropped.
+
+So ``http://h:8000/v1/rerank`` stays, ``https://gw/team/cohere`` gets ``/v2/rerank`` appended, and
+``https://gw/v9/rerank`` is used as given for every provider alike. (Milvus replaces a vllm/tei endpoint's path
+with ``/rerank``, which breaks gateways with a path prefix.)
 """
 
 from __future__ import annotations
@@ -42,7 +58,7 @@ def int_option(
     def parse(raw: Any) -> int:
         number = values.as_int(raw)
         if minimum is not None and number < minimum:
-            raise ValueError(f"must be >= {minimum}")
+            raise ValueError(f"it must be >= {minimum}")
         return number
 
     return Option(key, parse, wire or key, error=error or f"{key}: {{value}} is not a number", hint=hint)
@@ -58,7 +74,7 @@ def choice_option(
     def parse(raw: Any) -> str:
         text = values.as_str(raw)
         if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)} (case-sensitive)")
+            raise ValueError(f"it must be one of {', '.join(choices)}; case matters")
         return text
 
     return Option(
@@ -94,16 +110,34 @@ class Provider:
     key_required: bool
     key_env: tuple[str, ...]  # looked up in this order after the `credential` param
     options: tuple[Option, ...]
-    build_url: Callable[[str, str | None], str]  # (endpoint, model) -> request URL
+    # The path the service answers on; ``{model}`` stands for the model id (see the rule in the docstring).
+    route: str
     build_body: Callable[[Target, str, Sequence[str]], Json]
     parse_scores: Callable[[Json, int], list[float]]  # (answer, number of documents) -> score per document
     model_hint: str = ""
+    label: str = ""  # how the service is called in hints ("Cohere"); the name when empty
+    serves: str = ""  # what a 404 hint says the service answers on; the route when empty
+    # The model id as path segments, for a route with ``{model}``; refuses ids that would change the path.
+    model_in_route: Callable[[str | None], str] | None = None
 
     def option(self, key: str) -> Option | None:
         for option in self.options:
             if option.key == key:
                 return option
         return None
+
+    def build_url(self, endpoint: str, model: str | None) -> str:
+        """The request URL for ``endpoint``, by the one rule of this module's docstring."""
+        route = self.route
+        if "{model}" in route:
+            segments = self.model_in_route(model) if self.model_in_route else (model or "")
+            route = route.replace("{model}", segments)
+        return api_url(endpoint, route)
+
+    @property
+    def self_hosted(self) -> bool:
+        """vllm and tei: no cloud default, so the user runs the service (and can read its log)."""
+        return self.default_endpoint is None
 
 
 def check_score(value: Any, where: str) -> float:
@@ -190,27 +224,15 @@ def error_message(body: Any) -> str | None:
     return None
 
 
-def join_path(endpoint: str, suffix: str) -> str:
-    """Append ``suffix`` to the endpoint's path (keeps gateway path prefixes), dropping query/fragment."""
-    return endpoint.rstrip("/") + "/" + suffix.lstrip("/")
-
-
-def api_url(endpoint: str, api_path: str) -> str:
-    """The request URL for ``endpoint`` and a provider's API path (e.g. ``/v2/rerank``), never repeating a part.
-
-    - the endpoint's path already ends with the API path's last segment (``https://gw/cohere/v2/rerank``,
-      ``https://gw/my-route/rerank``): the endpoint is the full URL, used as it is;
-    - it ends with a leading part of the API path (``https://host/v2`` for ``/v2/rerank``,
-      ``https://dashscope-intl.aliyuncs.com/api/v1``): the rest of the API path is appended;
-    - otherwise (``https://host``, ``https://gateway/prefix``) the whole API path is appended.
-    Segments compare case-insensitively; a query string is kept, a fragment dropped.
-    """
+def api_url(endpoint: str, route: str) -> str:
+    """The request URL for ``endpoint`` and a provider's ``route``: the module docstring's rule, never repeating
+    a part of the route. Segments compare case-insensitively; a query string is kept, a fragment dropped."""
     parts = urlsplit(endpoint.strip())
     path = [s for s in parts.path.split("/") if s]
-    api = [s for s in api_path.split("/") if s]
+    api = [s for s in route.split("/") if s]
     folded, api_folded = [s.lower() for s in path], [s.lower() for s in api]
-    if path and folded[-1] == api_folded[-1]:
-        rest: list[str] = []
+    if path and folded[-1] in ("rerank", api_folded[-1]):
+        rest: list[str] = []  # the full URL already
     else:
         rest = api
         for k in range(min(len(path), len(api) - 1), 0, -1):
@@ -218,11 +240,3 @@ def api_url(endpoint: str, api_path: str) -> str:
                 rest = api[k:]
                 break
     return urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(path + rest), parts.query, ""))
-
-
-def rerank_url(endpoint: str, _model: str | None) -> str:
-    """Use the endpoint's path when it already ends in ``rerank``, else append ``/rerank``."""
-    path = endpoint.rstrip("/")
-    if path.rsplit("/", 1)[-1].lower() == "rerank":
-        return path
-    return join_path(path, "rerank")

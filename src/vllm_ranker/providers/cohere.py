@@ -4,9 +4,9 @@ Request ``{"model", "query", "documents", "max_tokens_per_doc"?}`` (no ``top_n``
 document); answer ``{"id", "results": [{"index", "relevance_score"}], "meta"}`` sorted by score, mapped back by
 ``index``. Milvus validates ``max_tokens_per_doc`` but never sends it; we send it.
 
-URL: the cloud default unless ``endpoint`` is given (a regional host, Azure/OCI deployment, or gateway):
-an endpoint whose path already ends in ``rerank`` is used as it is; one ending in ``/v2`` gets ``/rerank``;
-any other gets ``/v2/rerank`` appended (``https://gw/cohere`` -> ``https://gw/cohere/v2/rerank``).
+URL: the cloud default unless ``endpoint`` is given (a regional host, Azure/OCI deployment, or gateway),
+by the rule of base.py: an endpoint whose path ends in ``rerank`` is used as it is; one ending in ``/v2`` gets
+``/rerank``; any other gets ``/v2/rerank`` appended (``https://gw/cohere`` -> ``https://gw/cohere/v2/rerank``).
 
 Auth: ``Authorization: Bearer <key>``, required: the ``credential`` param, else ``MILVUS_COHERE_API_KEY``,
 ``COHERE_API_KEY``, ``CO_API_KEY`` (the Cohere SDK's name).
@@ -18,7 +18,8 @@ from .base import Provider, int_option
 from .cohere_shape import CohereShape
 
 DEFAULT_URL = "https://api.cohere.com/v2/rerank"
-SHAPE = CohereShape(api_path="/v2/rerank", container="results")
+ROUTE = "/v2/rerank"
+SHAPE = CohereShape(container="results")
 
 
 PROVIDER = Provider(
@@ -36,8 +37,9 @@ PROVIDER = Provider(
             hint="give a positive whole number of tokens; longer documents are truncated, e.g. 4096",
         ),
     ),
-    build_url=SHAPE.build_url,
+    route=ROUTE,
     build_body=SHAPE.build_body,
     parse_scores=SHAPE.parse_scores,
     model_hint="rerank-v3.5",
+    label="Cohere",
 )

@@ -2,7 +2,7 @@
 
 Request ``{"model", "query", "documents", <options>}`` with no top-n, so every document comes back; answer
 ``{<container>: [{"index", "relevance_score"}], ...}`` sorted by score and mapped back by ``index``. The three
-services differ only in the API path, the answer's container key and their options (each module's row).
+services differ only in the route, the answer's container key and their options (each module's row).
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Json, MalformedAnswer, Target, api_url, scores_by_index
+from .base import Json, MalformedAnswer, Target, scores_by_index
 
 
 @dataclass(frozen=True, slots=True)
 class CohereShape:
-    api_path: str  # appended to an endpoint that does not already name the rerank route
     container: str  # the answer's key holding the scored items
-
-    def build_url(self, endpoint: str, _model: str | None) -> str:
-        return api_url(endpoint, self.api_path)
 
     def build_body(self, target: Target, query: str, documents: Sequence[str]) -> Json:
         body: dict[str, Any] = {"model": target.model, "query": query, "documents": list(documents)}

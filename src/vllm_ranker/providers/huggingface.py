@@ -7,8 +7,8 @@ per sentence, in input order (the only provider that answers by position: the co
 ``hf_provider`` selects the inference provider in the URL; like Milvus, only ``hf-inference`` is accepted
 (the default). It is part of the URL, never of the body.
 
-URL: the router unless ``endpoint`` is given: an endpoint whose path already ends in ``sentence-similarity``
-is the full URL, used as it is; otherwise the endpoint is a base URL and
+URL: the router unless ``endpoint`` is given, by the rule of base.py: an endpoint whose path ends in
+``sentence-similarity`` or ``rerank`` is the full URL, used as it is; otherwise the endpoint is a base URL and
 ``/hf-inference/models/<model_name>/pipeline/sentence-similarity`` is appended to its path (an endpoint ending
 in ``/hf-inference`` gets only the rest), as Milvus does with its configured base URL.
 
@@ -24,7 +24,7 @@ from urllib.parse import quote
 from vllm_ranker.core import coercion as values
 from vllm_ranker.errors import RerankParamError
 
-from .base import Json, Option, Provider, Target, api_url, scores_in_order
+from .base import Json, Option, Provider, Target, scores_in_order
 
 DEFAULT_BASE_URL = "https://router.huggingface.co"
 HF_PROVIDER = "hf-inference"
@@ -46,10 +46,6 @@ def model_path(model: str | None) -> str:
     return "/".join(quote(s, safe="") for s in segments)
 
 
-def build_url(endpoint: str, model: str | None) -> str:
-    return api_url(endpoint, f"/{HF_PROVIDER}/models/{model_path(model)}/pipeline/{TASK}")
-
-
 def build_body(_target: Target, query: str, documents: Sequence[str]) -> Json:
     return {"inputs": {"source_sentence": query, "sentences": list(documents)}}
 
@@ -61,7 +57,7 @@ def parse_scores(answer: Json, n_docs: int) -> list[float]:
 def _hf_provider(raw: object) -> str:
     text = values.as_str(raw).strip()
     if text != HF_PROVIDER:
-        raise ValueError(f"only {HF_PROVIDER} is supported" if text else "cannot be empty")
+        raise ValueError()  # Milvus's message (the Option's error) already names the one choice and the value
     return text
 
 
@@ -82,8 +78,11 @@ PROVIDER = Provider(
             choices=(HF_PROVIDER,),
         ),
     ),
-    build_url=build_url,
+    route=f"/{HF_PROVIDER}/models/{{model}}/pipeline/{TASK}",
     build_body=build_body,
     parse_scores=parse_scores,
     model_hint="BAAI/bge-reranker-base",
+    label="the Hugging Face router",
+    serves=f"/{HF_PROVIDER}/models/<model_name>/pipeline/{TASK}, for models deployed on hf-inference only",
+    model_in_route=model_path,
 )

@@ -6,8 +6,8 @@ SiliconFlow then returns every document; no ``return_documents``); answer ``{"id
 never sends them; we send them.
 
 URL: the cloud default unless ``endpoint`` is given (``https://api.siliconflow.com`` for the international
-service, or a gateway): an endpoint whose path already ends in ``rerank`` is used as it is; one ending in
-``/v1`` gets ``/rerank``; any other gets ``/v1/rerank`` appended.
+service, or a gateway), by the rule of base.py: an endpoint whose path ends in ``rerank`` is used as it is;
+one ending in ``/v1`` gets ``/rerank``; any other gets ``/v1/rerank`` appended.
 
 Auth: ``Authorization: Bearer <key>``, required: the ``credential`` param, else
 ``MILVUS_SILICONFLOW_API_KEY``, ``SILICONFLOW_API_KEY``.
@@ -19,7 +19,8 @@ from .base import Provider, int_option
 from .cohere_shape import CohereShape
 
 DEFAULT_URL = "https://api.siliconflow.cn/v1/rerank"
-SHAPE = CohereShape(api_path="/v1/rerank", container="results")
+ROUTE = "/v1/rerank"
+SHAPE = CohereShape(container="results")
 
 
 PROVIDER = Provider(
@@ -43,8 +44,9 @@ PROVIDER = Provider(
             hint="give a whole number of tokens shared by adjacent chunks (SiliconFlow allows up to 80), e.g. 80",
         ),
     ),
-    build_url=SHAPE.build_url,
+    route=ROUTE,
     build_body=SHAPE.build_body,
     parse_scores=SHAPE.parse_scores,
     model_hint="BAAI/bge-reranker-v2-m3",
+    label="SiliconFlow",
 )

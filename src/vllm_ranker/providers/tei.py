@@ -3,7 +3,7 @@
 Request ``{"query", "texts", "truncate"?, "truncation_direction"?}``; answer a bare JSON array
 ``[{"index", "score"}]`` sorted by score (best first), mapped back by ``index``.
 
-URL: ``endpoint`` is required (TEI is self-hosted). Its path is kept when it already ends in ``rerank``
+URL: ``endpoint`` is required (TEI is self-hosted); by the rule of base.py its path is kept when it ends in ``rerank``
 (``http://h:8080/rerank``, a gateway route ``https://gw/tei/rerank``); otherwise ``/rerank`` is appended
 (``http://h:8080`` -> ``http://h:8080/rerank``, ``https://gw/tei`` -> ``https://gw/tei/rerank``). Milvus instead
 replaces any path with ``/rerank``, which breaks gateways with a path prefix.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Json, MalformedAnswer, Provider, Target, bool_option, choice_option, rerank_url, scores_by_index
+from .base import Json, MalformedAnswer, Provider, Target, bool_option, choice_option, scores_by_index
 
 
 def build_body(target: Target, query: str, documents: Sequence[str]) -> Json:
@@ -52,7 +52,8 @@ PROVIDER = Provider(
             hint="give 'Left' or 'Right' (capitalised, as TEI expects)",
         ),
     ),
-    build_url=rerank_url,
+    route="/rerank",
     build_body=build_body,
     parse_scores=parse_scores,
+    label="TEI",
 )

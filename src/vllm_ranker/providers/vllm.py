@@ -1,11 +1,15 @@
-"""vLLM's rerank API (``/rerank``, ``/v1/rerank``, ``/v2/rerank``; Jina/Cohere-like shape)."""
+"""vLLM's rerank API (``/rerank``, ``/v1/rerank``, ``/v2/rerank``; Jina/Cohere-like shape).
+
+URL: ``endpoint`` is required; by the rule of base.py a path ending in ``rerank`` is used as it is
+(``http://h:8000/v1/rerank``), any other gets ``/rerank`` appended (``http://h:8000/v1`` -> ``.../v1/rerank``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Json, MalformedAnswer, Provider, Target, int_option, rerank_url, scores_by_index
+from .base import Json, MalformedAnswer, Provider, Target, int_option, scores_by_index
 
 
 def build_body(target: Target, query: str, documents: Sequence[str]) -> Json:
@@ -37,7 +41,9 @@ PROVIDER = Provider(
             " maximum), e.g. 256",
         ),
     ),
-    build_url=rerank_url,
+    route="/rerank",
     build_body=build_body,
     parse_scores=parse_scores,
+    label="vLLM",
+    serves="/rerank, /v1/rerank, /v2/rerank",
 )

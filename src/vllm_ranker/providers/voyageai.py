@@ -5,9 +5,9 @@ no ``return_documents``); answer ``{"object": "list", "data": [{"index", "releva
 "usage": {"total_tokens"}}`` sorted by score, mapped back by ``index``. Milvus validates ``truncation`` but never
 sends it; we send it.
 
-URL: the cloud default unless ``endpoint`` is given (a gateway or a private deployment): an endpoint whose
-path already ends in ``rerank`` is used as it is; one ending in ``/v1`` gets ``/rerank``; any other gets
-``/v1/rerank`` appended (``https://ai.mongodb.com`` -> ``https://ai.mongodb.com/v1/rerank``).
+URL: the cloud default unless ``endpoint`` is given (a gateway or a private deployment), by the rule of
+base.py: an endpoint whose path ends in ``rerank`` is used as it is; one ending in ``/v1`` gets ``/rerank``;
+any other gets ``/v1/rerank`` appended (``https://ai.mongodb.com`` -> ``https://ai.mongodb.com/v1/rerank``).
 
 Auth: ``Authorization: Bearer <key>``, required: the ``credential`` param, else ``MILVUS_VOYAGEAI_API_KEY``,
 ``VOYAGE_API_KEY``.
@@ -19,7 +19,8 @@ from .base import Provider, bool_option
 from .cohere_shape import CohereShape
 
 DEFAULT_URL = "https://api.voyageai.com/v1/rerank"
-SHAPE = CohereShape(api_path="/v1/rerank", container="data")
+ROUTE = "/v1/rerank"
+SHAPE = CohereShape(container="data")
 
 
 PROVIDER = Provider(
@@ -36,8 +37,9 @@ PROVIDER = Provider(
             hint="give true (Voyage cuts over-long inputs) or false (Voyage rejects them)",
         ),
     ),
-    build_url=SHAPE.build_url,
+    route=ROUTE,
     build_body=SHAPE.build_body,
     parse_scores=SHAPE.parse_scores,
     model_hint="rerank-2.5",
+    label="Voyage AI",
 )

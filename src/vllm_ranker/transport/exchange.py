@@ -26,7 +26,7 @@ from vllm_ranker.core.ordering import Batch
 from vllm_ranker.core.redaction import Secret, redact
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.errors import FailureKind, RerankServiceError, RerankTimeout
-from vllm_ranker.providers import MalformedAnswer, Target
+from vllm_ranker.providers import MalformedAnswer, Provider, Target
 from vllm_ranker.providers.base import error_message
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.transport.balancer import FAILED, NEUTRAL, OK, EndpointPool
@@ -290,14 +290,34 @@ def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats:
 
 
 _HINTS = {
-    400: "the service rejected the request; check the documents and options (an old vLLM needs params['model_name'])",
-    401: "check the API key (params['credential'] or the provider's environment variable)",
-    403: "check the API key's permissions",
-    404: "check params['endpoint'] (vLLM serves /rerank, /v1/rerank, /v2/rerank) and params['model_name']",
     413: "lower params['maxBatch'] or truncate the documents",
     429: "the service is rate limiting: lower max_concurrency or raise max_retries/timeout",
     **dict.fromkeys((301, 302, 303, 307, 308), REDIRECT_HINT),
 }
+
+
+def status_hint(provider: Provider, status: int) -> str:
+    """What to change after an HTTP ``status`` from ``provider``: its routes, key variables and model names, never
+    another provider's (a 404 from Cohere must not say what vLLM serves)."""
+    label = provider.label or provider.name
+    keys = " or ".join(["params['credential']", *provider.key_env])
+    model = f" (e.g. '{provider.model_hint}')" if provider.model_hint else ""
+    if status == 400:
+        old_vllm = " (an old vLLM needs params['model_name'])" if provider.name == "vllm" else ""
+        return f"{label} rejected the request; check the documents and options{old_vllm}"
+    if status == 401:
+        started = " (the server's --api-key)" if provider.self_hosted else ""
+        return f"check the {label} API key{started}: {keys}"
+    if status == 403:
+        return f"check the {label} API key's permissions ({keys})"
+    if status == 404:
+        where = f"{label} serves {provider.serves or provider.route}"
+        if provider.name == "tei":  # TEI has no model in the request: the path is all a 404 can mean
+            return f"check params['endpoint'] ({where})"
+        return f"check params['endpoint'] ({where}) and params['model_name']{model}"
+    if status >= 500:
+        return f"{label} failed; " + ("see its log" if provider.self_hosted else "try again later")
+    return _HINTS.get(status, "")
 
 
 def _failure(
@@ -317,7 +337,7 @@ def _failure(
             own = None
         text = own if own is not None else _snippet(reply.body)
         message = f"{where}: HTTP {reply.status}{tries}: {text}"
-        hint = _HINTS.get(reply.status, "the service failed; see its log" if reply.status >= 500 else "")
+        hint = status_hint(spec.provider, reply.status)
         status = reply.status
         kind = "http"
     if note:
