@@ -24,7 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("vllm_ranker.cli.ingest", "load a corpus into Milvus with BM25 and dense fields"),
     "eval": ("vllm_ranker.cli.eval", "nDCG@10 / Recall@100 / MRR@10 of first stages and +rerank"),
     "bench": ("vllm_ranker.cli.bench", "latency and throughput of one pipeline at a concurrency"),
-    # The page lives in its own room; its command module sits there too.
+    # The gateway and the page live in their own rooms; their command modules sit there too.
+    "gateway": ("vllm_ranker.gateway.command", "a Milvus-protocol gateway: the vLLM ranker for every Milvus SDK"),
     "ui": ("vllm_ranker.ui.command", "a local web page: first stage and reranked side by side, eval charts"),
 }
 DEBUG_ENV = "VLLM_RANKER_DEBUG"
@@ -32,7 +33,11 @@ DEBUG_ENV = "VLLM_RANKER_DEBUG"
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (the others are listed by name and help)."""
-    parser = argparse.ArgumentParser(prog="vllm-ranker", description=(__doc__ or "").splitlines()[0].rstrip(".") + ".")
+    parser = argparse.ArgumentParser(
+        prog="vllm-ranker",
+        description="Milvus's model rankers (vLLM and friends) on every Milvus: a managed vLLM, a demo, evaluation "
+        "tools, a Milvus-protocol gateway and a page. 'vllm-ranker COMMAND --help' lists a command's flags.",
+    )
     parser.add_argument("--version", action="version", version=f"vllm-ranker {__version__}")
     parser.add_argument("--debug", action="store_true", help=f"show the traceback of a failure (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -23,7 +23,8 @@ from pymilvus.client.abstract import CollectionSchema
 from pymilvus.client.utils import check_status
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from vllm_ranker import AnnSearchRequest, Function, FunctionType, MilvusClient, is_model_ranker
+from vllm_ranker import AnnSearchRequest, Function, FunctionType, MilvusClient
+from vllm_ranker.core.spec import is_model_ranker  # the one rule of what a model ranker is
 
 from .backend import Backend
 from .rows import take_rows

@@ -29,7 +29,7 @@ def milvus_lite_server(data_dir: Path, start_timeout: float = 60.0) -> Iterator[
             [
                 sys.executable,
                 "-m",
-                "vllm_ranker.testing._milvus_lite_launcher",
+                "vllm_ranker._milvus_lite_launcher",
                 "server",
                 "--data-dir",
                 str(data_dir / "db"),

@@ -120,17 +120,17 @@ class QueryEmbedder:
             return [float(v) for v in answer.json()["data"][0]["embedding"]]
         except httpx.HTTPStatusError as failed:
             raise RerankServiceError(
-                f"embedding the query failed: {shown} answered {failed.response.status_code}", kind="embeddings"
+                f"embedding the query failed: {shown} answered {failed.response.status_code}", kind="service"
             ) from None
         except httpx.HTTPError as failed:
             raise RerankServiceError(
                 f"embedding the query failed: cannot reach {shown} ({type(failed).__name__}); "
                 "start vLLM there or give vllm-ranker ui --endpoint",
-                kind="embeddings",
+                kind="service",
             ) from None
         except (ValueError, KeyError, IndexError, TypeError):
             raise RerankServiceError(
-                f"embedding the query failed: {shown} did not answer an OpenAI embeddings list", kind="embeddings"
+                f"embedding the query failed: {shown} did not answer an OpenAI embeddings list", kind="service"
             ) from None
 
 
