@@ -9,11 +9,14 @@ import pymilvus
 import pytest
 
 from tests.conftest import rerank_function
-from tests.integration.conftest import minilm_server, vllm_install  # the tier's session fixtures
+
+# In this tier so that it shares the tier's one vLLM; the gateway's fixtures (a milvus-lite server and a gateway
+# in front of it) are cheap to start a second time.
+from tests.gateway.conftest import gateway, gw_backend, ours, plain
 from vllm_ranker import MilvusClient
 
 pytestmark = pytest.mark.vllm
-__all__ = ["minilm_server", "vllm_install"]
+__all__ = ["gateway", "gw_backend", "ours", "plain"]
 
 
 def test_seed_search_through_the_gateway_with_a_real_vllm(
