@@ -76,6 +76,7 @@ CASES = {
     "batch size 0": (["ingest", "tiny", "--batch-size", "0"], 2, ["--batch-size", "must be at least 1"]),
     "concurrency 0": (["bench", "tiny", "--concurrency", "0"], 2, ["--concurrency", "must be at least 1"]),
     "window 0": (["eval", "tiny", "--window", "0"], 2, ["--window", "must be at least 1"]),
+    "one collection, two datasets": (["eval", "tiny", "tiny", "--collection", "x"], 2, ["--collection names one"]),
     "no vllm installed": (
         ["ingest", "tiny", "--vllm-venv", "/nope/venv", "--port", "1"],
         1,
@@ -92,6 +93,23 @@ def test_each_failure_is_one_error_line(case: str, workdir: Path) -> None:
         code,
         *fragments,
     )
+
+
+SERVE_CASES = {
+    "same port twice": (["--port", "8500", "--rerank-port", "8500"], 2, ["--rerank-port 8500 is --port"]),
+    "missing rerank model directory": (
+        ["--rerank-model", "./no/such/dir"],
+        1,
+        ["rerank model directory ./no/such/dir"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SERVE_CASES))
+def test_each_serve_failure_is_one_error_line_before_vllm_starts(case: str, workdir: Path, tmp_path: Path) -> None:
+    args, code, fragments = SERVE_CASES[case]
+    env = {"VLLM_RANKER_STATE_DIR": str(tmp_path), "VLLM_RANKER_VLLM_VENV": str(tmp_path / "no-venv")}
+    expect_error(run("serve", *args, cwd=workdir, env=env), code, *fragments)
 
 
 @pytest.mark.parametrize("case", ["missing corpus", "unknown collection"])

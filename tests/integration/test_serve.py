@@ -1,8 +1,8 @@
 """`vllm-ranker serve` and vllm_ranker.local_vllm against a REAL vLLM server.
 
-Two real servers per session: all-MiniLM-L6-v2 through ManagedVLLM (shared
-fixture) and a tiny cross-encoder through the `serve --detach` command.  The
-tests skip when no vLLM venv exists, unless CI is set (then they fail).
+The shared all-MiniLM-L6-v2 server (ManagedVLLM, a session fixture); `serve`'s
+two-process path and its fallback are in test_serve_pair.py.  The tests skip
+when no vLLM venv exists, unless CI is set (then they fail).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.vllm_server import CROSS_ENCODER_NAME, MINILM_NAME, require_vllm
+from tests.integration.vllm_server import MINILM_NAME, require_vllm
 from vllm_ranker.local_vllm import (
     ManagedVLLM,
     VLLMInstall,
@@ -31,8 +30,6 @@ from vllm_ranker.local_vllm import (
     find_vllm_python,
     is_healthy,
     is_loopback,
-    port_in_use,
-    server_process_alive,
 )
 from vllm_ranker.local_vllm.venv import cpu_has_bf16
 
@@ -221,120 +218,6 @@ def test_start_timeout_shows_the_log_and_cleans_up(vllm_install: VLLMInstall, tm
     assert not server.running
     pid = server.pid
     assert pid is not None and wait_until(lambda: group_gone(pid), 15)
-
-
-# --------------------------------------------------------------------------- #
-# `vllm-ranker serve` with the tiny cross-encoder: detach, PID file, stop
-# --------------------------------------------------------------------------- #
-
-
-@dataclass
-class Served:
-    endpoint: str
-    port: int
-    pid: int
-    state_dir: Path
-    stdout: str
-
-
-@pytest.fixture(scope="module")
-def served_cross_encoder(
-    vllm_install: VLLMInstall, tiny_cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    state = tmp_path_factory.mktemp("serve-state")
-    started = time.monotonic()
-    done = cli(
-        "--model",
-        str(tiny_cross_encoder_dir),
-        "--served-model-name",
-        CROSS_ENCODER_NAME,
-        "--port",
-        "0",
-        "--vllm-venv",
-        str(vllm_install.venv),
-        "--detach",
-        state_dir=state,
-        timeout=660,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    print(f"serve --detach became healthy in {time.monotonic() - started:.1f} s")
-    found = re.search(r"ready at (http://127\.0\.0\.1:(\d+))", done.stdout)
-    assert found, done.stdout
-    port = int(found.group(2))
-    pid = int((state / f"vllm-{port}.pid").read_text())
-    try:
-        yield Served(found.group(1), port, pid, state, done.stdout)
-    finally:
-        cli("--stop", "--port", str(port), state_dir=state)
-        if not group_gone(pid):
-            os.killpg(pid, signal.SIGKILL)
-
-
-@pytest.mark.vllm
-def test_serve_detach_prints_endpoint_and_writes_pid_file(served_cross_encoder: Served) -> None:
-    served = served_cross_encoder
-    assert f"{served.endpoint}/v1/rerank" in served.stdout
-    assert f"{served.endpoint}/v1/embeddings" in served.stdout
-    assert f"vllm-ranker serve --stop --port {served.port}" in served.stdout
-    assert server_process_alive(served.pid)
-    assert (served.state_dir / f"vllm-{served.port}.log").stat().st_size > 0
-    assert is_healthy(served.endpoint)
-
-
-@pytest.mark.vllm
-def test_serve_refuses_a_second_server_on_the_same_port(
-    served_cross_encoder: Served, vllm_install: VLLMInstall
-) -> None:
-    served = served_cross_encoder
-    done = cli("--port", str(served.port), "--vllm-venv", str(vllm_install.venv), state_dir=served.state_dir)
-    assert done.returncode == 1
-    assert "error: a vllm-ranker server" in done.stderr and "already runs on port" in done.stderr
-
-
-@pytest.mark.vllm
-def test_cross_encoder_scores_every_document(served_cross_encoder: Served) -> None:
-    reply = httpx.post(
-        served_cross_encoder.endpoint + "/v1/rerank",
-        json={"model": CROSS_ENCODER_NAME, "query": QUERY, "documents": DOCS},
-        timeout=60,
-    )
-    assert reply.status_code == 200, reply.text
-    results = reply.json()["results"]
-    assert sorted(r["index"] for r in results) == [0, 1, 2]
-    scores = [r["relevance_score"] for r in results]
-    assert all(0.0 < s < 1.0 for s in scores)  # sigmoid of one logit per pair
-    assert scores == sorted(scores, reverse=True)
-
-
-@pytest.mark.vllm
-def test_cross_encoder_truncation(served_cross_encoder: Served) -> None:
-    # The tiny model has 128 positions; this document alone is ~240 tokens.
-    long_document = " ".join(["the river runs to the city"] * 40)
-    body = {"model": CROSS_ENCODER_NAME, "query": QUERY, "documents": [DOCS[1], long_document]}
-    url = served_cross_encoder.endpoint + "/v1/rerank"
-
-    too_long = httpx.post(url, json=body, timeout=60)
-    assert too_long.status_code == 400
-    assert "maximum context length is 128 tokens" in too_long.json()["error"]["message"]
-
-    truncated = httpx.post(url, json={**body, "truncate_prompt_tokens": 100}, timeout=60)
-    assert truncated.status_code == 200, truncated.text
-    assert sorted(r["index"] for r in truncated.json()["results"]) == [0, 1]
-
-    over_limit = httpx.post(url, json={**body, "truncate_prompt_tokens": 500}, timeout=60)
-    assert over_limit.status_code == 400
-    assert "greater than max_model_len" in over_limit.json()["error"]["message"]
-
-
-@pytest.mark.vllm
-def test_serve_stop_stops_the_detached_server(served_cross_encoder: Served) -> None:
-    served = served_cross_encoder
-    done = cli("--stop", "--port", str(served.port), state_dir=served.state_dir)
-    assert done.returncode == 0, done.stderr
-    assert f"Stopped vLLM (pid {served.pid})" in done.stdout
-    assert not (served.state_dir / f"vllm-{served.port}.pid").exists()
-    assert wait_until(lambda: group_gone(served.pid), 30), "vLLM processes survived --stop"
-    assert not port_in_use("127.0.0.1", served.port)
 
 
 @pytest.mark.vllm

@@ -8,7 +8,8 @@ import argparse
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,10 +107,15 @@ def require_collection(client: MilvusClient, name: str, uri: str) -> None:
 def add_vllm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoint",
-        help="a running vLLM or other OpenAI-compatible server for /v1/embeddings (and /v1/rerank); "
-        "default: a local vLLM, started here if none is healthy on --port",
+        help="a running vLLM or other OpenAI-compatible server for /v1/embeddings (and /v1/rerank unless "
+        "--rerank-endpoint is given); default: the local embedder, started here if none is healthy on --port",
     )
-    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server")
+    parser.add_argument("--port", type=int, default=8000, help="port of the local embedder (vllm-ranker serve's)")
+    parser.add_argument(
+        "--rerank-port",
+        type=int,
+        help="port of the local reranker (default: --port + 1, as vllm-ranker serve runs it)",
+    )
     parser.add_argument("--model", help="embedding model name (default: the first model the endpoint lists)")
     parser.add_argument("--vllm-venv", help="the vLLM virtual environment (default: see `vllm-ranker serve -h`)")
     parser.add_argument("--keep-server", action="store_true", help="leave a vLLM server started here running")
@@ -142,28 +148,80 @@ def collection_name(args: argparse.Namespace, corpus: str | None) -> str:
     return name if not name[0].isdigit() else f"c_{name}"
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the embedder and the reranker answer, and what kind of model reranks (cross-encoder, bi-encoder,
+    unknown: see vllm_ranker.local_vllm.model_kind)."""
+
+    embeddings: str
+    rerank: str
+    rerank_kind: str = "unknown"
+    rerank_model: str | None = None
+    local: bool = False  # the reranker is the local one (started or reused here)
+
+    def __str__(self) -> str:  # the embeddings URL, as the tools used the single endpoint
+        return self.embeddings
+
+
 @contextlib.contextmanager
-def vllm_endpoint(console: Console, args: argparse.Namespace) -> Iterator[str]:
-    """--endpoint as given, else a local vLLM (reused if healthy on --port, else started and later stopped)."""
+def vllm_endpoint(console: Console, args: argparse.Namespace, *, rerank: bool = True) -> Iterator[Endpoints]:
+    """--endpoint as given (and --rerank-endpoint, else --endpoint, for rerank), else the local embedder on --port
+    and, with ``rerank``, the local reranker on --rerank-port (port + 1): reused when healthy, else started (see
+    vllm_ranker.local_vllm.pair) and later stopped."""
+    explicit = getattr(args, "rerank_endpoint", None)
     if args.endpoint:
-        yield str(args.endpoint).rstrip("/")
+        embeddings = str(args.endpoint).rstrip("/")
+        yield _with_kind(args, Endpoints(embeddings, str((explicit or [embeddings])[0]).rstrip("/")), rerank)
         return
-    from vllm_ranker.local_vllm import ensure_server
+    from vllm_ranker.local_vllm import ensure_pair, ensure_server
 
     with console.status("Starting vLLM (the first start compiles kernels: 1-2 minutes on a CPU) ...") as status:
 
         def progress(elapsed: float) -> None:
             status.update(f"Waiting for vLLM to be healthy ... {elapsed:.0f} s")
 
-        server = ensure_server(
-            args.model, port=args.port, venv=args.vllm_venv, progress=progress, detach=args.keep_server
-        )
-    console.print(f"vLLM at [bold]{server.endpoint}[/bold]" + ("" if server.owned else " (already running)"))
+        if not rerank or explicit:
+            server = ensure_server(
+                args.model, port=args.port, venv=args.vllm_venv, progress=progress, detach=args.keep_server
+            )
+            stop: Callable[[], None] = server.stop
+            found = Endpoints(server.endpoint, str((explicit or [server.endpoint])[0]).rstrip("/"))
+            reused = "" if server.owned else " (already running)"
+        else:
+            wanted = getattr(args, "rerank_model", None)
+            pair, embed_reused, rerank_reused = ensure_pair(
+                args.model,
+                wanted,
+                port=args.port,
+                rerank_port=args.rerank_port,
+                venv=args.vllm_venv,
+                progress=progress,
+                detach=args.keep_server,
+            )
+            stop = pair.stop
+            found = Endpoints(pair.embedder.endpoint, pair.rerank_endpoint, local=True)
+            reused = " (already running)" if embed_reused and rerank_reused else ""
+            if pair.plan.note:
+                console.print(f"[yellow]note:[/] {pair.plan.note}", highlight=False)
+    rerank_at = f", {found.rerank} (rerank)" if rerank else ""
+    console.print(f"vLLM at [bold]{found.embeddings}[/bold] (embeddings){rerank_at}{reused}")
     try:
-        yield server.endpoint
+        yield _with_kind(args, found, rerank)
     finally:
         if not args.keep_server:
-            server.stop()
+            stop()
+
+
+def _with_kind(args: argparse.Namespace, found: Endpoints, rerank: bool) -> Endpoints:
+    """The rerank model's name and kind, from the server's /v1/models and the model's config (vLLM only)."""
+    if not rerank or getattr(args, "rerank_provider", "vllm") != "vllm":
+        return found
+    from vllm_ranker.local_vllm import served_model_kind
+
+    # A local reranker serves one model: ask it; otherwise --rerank-model names the model sent to the provider.
+    name = None if found.local else getattr(args, "rerank_model", None)
+    served, kind = served_model_kind(found.rerank, name)
+    return Endpoints(found.embeddings, found.rerank, kind, served or name, found.local)
 
 
 def progress_bar(console: Console, *, transient: bool = False) -> Progress:
@@ -191,25 +249,33 @@ def add_rerank_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rerank-endpoint",
         action="append",
-        help="rerank service URL (repeatable: several endpoints share the load); default: --endpoint",
+        help="rerank service URL (repeatable: several endpoints share the load); default: --endpoint if given, "
+        "else the local reranker on --rerank-port",
     )
-    parser.add_argument("--rerank-model", help="the provider's model_name (default: the server's only model)")
+    parser.add_argument(
+        "--rerank-model",
+        help="the provider's model_name (default: the server's only model); for the local reranker started here, "
+        "the model it serves: a directory, a hub id, or 'same' (default: cross-encoder/ms-marco-MiniLM-L-6-v2, "
+        "else the embedder)",
+    )
     parser.add_argument("--max-batch", type=positive_int, default=32, help="documents per rerank request")
     parser.add_argument(
         "--rerank-api-key-env", help="environment variable holding the rerank provider's API key (never a flag)"
     )
 
 
-def rerank_config(args: argparse.Namespace, endpoint: str, *, cache: bool) -> RerankConfig:
+def rerank_config(args: argparse.Namespace, endpoint: Endpoints | str, *, cache: bool) -> RerankConfig:
     api_key = None
     if args.rerank_api_key_env:
         api_key = os.environ.get(args.rerank_api_key_env)
         if not api_key:
             raise UsageError(f"environment variable {args.rerank_api_key_env} is not set")
+    found = endpoint if isinstance(endpoint, Endpoints) else Endpoints(str(endpoint), str(endpoint))
     return RerankConfig(
-        endpoints=tuple(args.rerank_endpoint or [endpoint]),
+        endpoints=tuple(args.rerank_endpoint or [found.rerank]),
         provider=args.rerank_provider,
-        model=args.rerank_model,
+        # A local reranker started here serves --rerank-model under its own name: send the name it lists.
+        model=found.rerank_model if found.local else args.rerank_model,
         window=args.window,
         max_batch=args.max_batch,
         truncate_prompt_tokens=truncation(args),

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from vllm_ranker import MilvusClient
 from vllm_ranker.cli import _options as opts
+from vllm_ranker.tools.comparison import kind_note
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
 from vllm_ranker.tools.embeddings import Embedder
 from vllm_ranker.tools.errors import ToolInputError
@@ -92,13 +93,18 @@ def run(args: argparse.Namespace) -> int:
         opts.require_collection(probe, name, args.uri)
     finally:
         probe.close()
-    with opts.vllm_endpoint(console, args) as endpoint:
+    with opts.vllm_endpoint(console, args, rerank=pipeline.rerank) as endpoint:
+        if pipeline.rerank:
+            console.print(
+                f"reranker: {endpoint.rerank_model or 'the server model'} at {endpoint.rerank}: "
+                f"{kind_note(endpoint.rerank_kind)}"
+            )
         # No score cache here: every measured call pays for its own rerank, as a fresh query would.
         rerank = opts.rerank_config(args, endpoint, cache=False)
         client = MilvusClient(uri=args.uri, token=args.token)
         try:
             client.load_collection(name)
-            with Embedder(endpoint, args.model, opts.truncation(args)) as embedder:
+            with Embedder(endpoint.embeddings, args.model, opts.truncation(args)) as embedder:
                 vectors = embed_queries(embedder, texts)
             searcher = Searcher(client, name, depth=100, rerank=rerank)
             with opts.progress_bar(console) as bar:
@@ -115,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
                     "max_batch": rerank.max_batch,
                     "rerank_provider": rerank.provider,
                     "endpoints": list(rerank.endpoints),
+                    "rerank_model_kind": endpoint.rerank_kind,
                 }
                 report = run_bench(
                     searcher,

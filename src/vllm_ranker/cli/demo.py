@@ -1,9 +1,11 @@
 """``vllm-ranker demo``: the vLLM Ranker page of the Milvus docs, end to end on the embedded default.
 
-A local vLLM (started here, or reused, or given by --endpoint) serves both /v1/embeddings and /v1/rerank; a
-Milvus Lite collection of Python standard-library docstrings gets its dense vectors from vLLM through Milvus's
-TEXTEMBEDDING function (so text queries work on the dense field, as in the Milvus docs) and a BM25 sparse field; then the
-docs' two calls run with the vLLM ranker and each query's first-stage vs reranked order is printed side by side.
+A local embedder and reranker (as `vllm-ranker serve` runs them: started here, or reused, or given by --endpoint and
+--rerank-endpoint) serve /v1/embeddings and /v1/rerank; a Milvus Lite collection of Python standard-library
+docstrings gets its dense vectors from the embedder through Milvus's TEXTEMBEDDING function (so text queries work on
+the dense field, as in the Milvus docs) and a BM25 sparse field; then the docs' two calls run with the vLLM ranker
+and each query's first-stage vs reranked order is printed side by side. The header says what kind of model reranks:
+a bi-encoder (an embedding model) only re-sorts by the cosine the dense search already used.
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--uri", type=milvus_uri, default=DEMO_DB, help="Milvus Lite file, or a Milvus server URI")
     parser.add_argument("--db", dest="uri", type=milvus_uri, help=argparse.SUPPRESS)  # its old name
-    parser.add_argument("--endpoint", help="an already running vLLM (OpenAI-compatible) server; default: local")
-    parser.add_argument("--port", type=int, default=8000, help="port of the local vLLM server")
-    parser.add_argument("--model", help="model for the local vLLM server (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--endpoint", help="a running OpenAI-compatible embeddings server (and reranker, unless --rerank-endpoint)"
+    )
+    parser.add_argument("--rerank-endpoint", help="a running vLLM reranker (default: --endpoint, else the local one)")
+    parser.add_argument("--port", type=int, default=8000, help="port of the local embedder")
+    parser.add_argument("--rerank-port", type=int, help="port of the local reranker (default: --port + 1)")
+    parser.add_argument("--model", help="the local embedder's model (default: packaged all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--rerank-model",
+        help="the local reranker's model: a directory, a hub id or 'same' (default: see vllm-ranker serve --help)",
+    )
     parser.add_argument("--vllm-venv", help="the vLLM virtual environment (default: see vllm-ranker serve --help)")
     parser.add_argument("--docs", type=positive_int, default=2000, help="number of documents")
     parser.add_argument("--limit", type=positive_int, default=5, help="hits per query (5, as in the Milvus docs)")
@@ -48,32 +58,47 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     console = Console()
     started = time.perf_counter()
-    server = None
+    pair = None
     endpoint = args.endpoint
+    rerank_endpoint = args.rerank_endpoint or args.endpoint
     if endpoint is None:
-        from vllm_ranker.local_vllm import ensure_server
+        from vllm_ranker.local_vllm import ensure_pair
 
         with console.status("Starting vLLM (the first start compiles kernels: 1-2 minutes on a CPU) ...") as status:
 
             def progress(elapsed: float) -> None:
                 status.update(f"Waiting for vLLM to be healthy ... {elapsed:.0f} s")
 
-            server = ensure_server(
-                args.model, port=args.port, venv=args.vllm_venv, progress=progress, detach=args.keep_server
-            )
-        endpoint = server.endpoint
-    console.print(f"vLLM at [bold]{endpoint}[/bold]")
+            pair = ensure_pair(
+                args.model,
+                args.rerank_model,
+                port=args.port,
+                rerank_port=args.rerank_port,
+                venv=args.vllm_venv,
+                progress=progress,
+                detach=args.keep_server,
+            )[0]
+        if pair.plan.note:
+            console.print(f"note: {pair.plan.note}", highlight=False, markup=False)
+        endpoint = pair.embedder.endpoint
+        rerank_endpoint = args.rerank_endpoint or pair.rerank_endpoint
+    from vllm_ranker.local_vllm import served_model_kind
+    from vllm_ranker.tools.comparison import kind_note
+
+    rerank_model, kind = served_model_kind(rerank_endpoint)
+    console.print(f"embeddings: [bold]{endpoint}[/bold]; rerank: [bold]{rerank_endpoint}[/bold] ({rerank_model})")
+    console.print(f"reranker: {kind_note(kind)}", highlight=False)
     try:
         model, dim = _embedding_model(endpoint)
         client = MilvusClient(uri=args.uri)
         try:
             _build_collection(console, client, endpoint, model, dim, args.docs)
-            _run_docs_calls(console, client, endpoint, list(args.query or DEFAULT_QUERIES), args.limit)
+            _run_docs_calls(console, client, rerank_endpoint, list(args.query or DEFAULT_QUERIES), args.limit)
         finally:
             client.close()
     finally:
-        if server is not None and not args.keep_server:
-            server.stop()
+        if pair is not None and not args.keep_server:
+            pair.stop()
     console.print(f"Demo finished in {time.perf_counter() - started:.1f} s.")
     return 0
 
@@ -135,13 +160,13 @@ def _ranker(endpoint: str, queries: Sequence[str]) -> Function:
             "queries": list(queries),
             "endpoint": endpoint,
             "maxBatch": 64,
-            "truncate_prompt_tokens": 256,
+            "truncate_prompt_tokens": -1,  # the model's maximum: a cross-encoder may have 512 or fewer
         },
     )
 
 
-def _run_docs_calls(console: Console, client: MilvusClient, endpoint: str, queries: list[str], limit: int) -> None:
-    ranker = _ranker(endpoint, queries)
+def _run_docs_calls(console: Console, client: MilvusClient, rerank: str, queries: list[str], limit: int) -> None:
+    ranker = _ranker(rerank, queries)
     fields = ["title", "document"]
 
     plain_started = time.perf_counter()
@@ -210,6 +235,11 @@ def _report(
             right = reranked[q][rank] if rank < len(reranked[q]) else None
             table.add_row(str(rank + 1), _title(left), _score(left), _title(right), _score(right))
         console.print(table)
+        before = [_title(hit) for hit in first[q]]
+        after = [_title(hit) for hit in reranked[q]]
+        moved = sum(a != b for a, b in zip(before, after, strict=False))
+        change = f"changed the order ({moved} of {len(after)} places differ)" if moved else "kept the first-stage order"
+        console.print(f"query {q + 1}: the rerank {change}", highlight=False)
     console.print(
         f"time: first-stage search {stats.search_seconds * 1000:.0f} ms (plain pymilvus: {plain_s * 1000:.0f} ms), "
         f"rerank {stats.rerank_seconds * 1000:.0f} ms for {stats.candidates} candidates in {stats.batches} batches "

@@ -1,13 +1,18 @@
 """``vllm-ranker eval``: ranking quality of retrieval pipelines on judged queries (BEIR layout).
 
     vllm-ranker eval ../shared/datasets/scifact                     # all six pipelines, test split
+    vllm-ranker eval ../shared/datasets/scifact ../shared/datasets/nfcorpus   # one table each, then a summary
     vllm-ranker eval ../shared/datasets/scifact --pipelines bm25,bm25+rerank --window 50
     vllm-ranker eval DIR --uri http://milvus:19530 --endpoint http://embed:8000 \\
         --rerank-provider cohere --rerank-endpoint https://api.cohere.com --rerank-model rerank-v3.5
 
 Pipelines: bm25, dense, hybrid (RRF) and each +rerank (the first stage's top --window, reranked by the model
-through vllm_ranker.MilvusClient). Prints a table and writes a JSON report and a PNG chart. The collection
-must have been made by `vllm-ranker ingest` with the same embeddings model.
+through vllm_ranker.MilvusClient, then the rest of the first stage). Embeddings come from the embedder (--endpoint,
+else the local one on --port), rerank from the reranker (--rerank-endpoint, else the local one on --rerank-port).
+Prints a table per dataset (each +rerank against its own first stage: wins/ties/losses and paired p-values) and
+writes a JSON report, a PNG chart and one TREC run file per pipeline. The header and the report say what kind of
+model reranks (a bi-encoder's rerank only re-sorts by cosine). The collection must have been made by
+`vllm-ranker ingest` with the same embeddings model.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from vllm_ranker import MilvusClient
 from vllm_ranker.cli._options import (
+    Endpoints,
+    UsageError,
     add_command,
     add_milvus_options,
     add_rerank_options,
@@ -34,10 +42,11 @@ from vllm_ranker.cli._options import (
     truncation,
     vllm_endpoint,
 )
+from vllm_ranker.tools.comparison import format_p, kind_note
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
 from vllm_ranker.tools.embeddings import Embedder
-from vllm_ranker.tools.evaluation import embed_queries, evaluate, require_extra
-from vllm_ranker.tools.pipelines import Pipeline, Searcher, parse_pipelines
+from vllm_ranker.tools.evaluation import EvalReport, embed_queries, evaluate, require_extra
+from vllm_ranker.tools.pipelines import Pipeline, RerankConfig, Searcher, parse_pipelines
 
 
 def add_parser(sub: Any) -> None:
@@ -47,7 +56,9 @@ def add_parser(sub: Any) -> None:
         __doc__,
         "nDCG@10 / Recall@100 / MRR@10 of bm25, dense, hybrid and +rerank pipelines on judged queries",
     )
-    parser.add_argument("dataset", help="a BEIR directory: queries.jsonl and qrels/<split>.tsv")
+    parser.add_argument(
+        "dataset", nargs="+", help="one or more BEIR directories: queries.jsonl and qrels/<split>.tsv each"
+    )
     add_milvus_options(parser)
     add_vllm_options(parser)
     add_rerank_options(parser)
@@ -67,7 +78,9 @@ def add_parser(sub: Any) -> None:
         help="score every +rerank pipeline from scratch; by default the Function's score cache lets pipelines "
         "that rerank the same (query, document) pairs pay for each pair once",
     )
-    parser.add_argument("--out", default="./out", help="directory for the JSON report and PNG chart")
+    parser.add_argument(
+        "--out", default="./out", help="directory for the JSON report, the PNG chart and the TREC run files"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,69 +88,122 @@ def run(args: argparse.Namespace) -> int:
     require_extra()
     console = Console()
     pipelines = parse_pipelines(args.pipelines)
-    name = collection_name(args, args.dataset)
-    queries = read_queries(args.dataset)
-    qrels = read_qrels(args.dataset, args.split)
-    if args.max_queries is not None:
-        qrels = dict(list(qrels.items())[: args.max_queries])
-    share = not args.no_share_scores
+    if args.collection and len(args.dataset) > 1:
+        raise UsageError("--collection names one collection: give one dataset with it, or leave it out")
+    jobs = []
+    for dataset in args.dataset:
+        name = collection_name(args, dataset)
+        queries = read_queries(dataset)
+        qrels = read_qrels(dataset, args.split)
+        if args.max_queries is not None:
+            qrels = dict(list(qrels.items())[: args.max_queries])
+        jobs.append((name, queries, qrels))
     probe = connect(args)
     try:
-        require_collection(probe, name, args.uri)
+        for name, _, _ in jobs:
+            require_collection(probe, name, args.uri)
     finally:
         probe.close()
-    with vllm_endpoint(console, args) as endpoint:
-        rerank = rerank_config(args, endpoint, cache=share)
-        # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query.
-        cache_size = 2 * rerank.window * len(qrels) + 1024
-        client = MilvusClient(uri=args.uri, token=args.token, rerank_cache_size=cache_size)
-        try:
-            client.load_collection(name)
-            with Embedder(endpoint, args.model, truncation(args)) as embedder:
-                texts = [queries[q] for q in qrels if q in queries]
-                with console.status(f"Embedding {len(texts)} queries ..."):
-                    vectors = dict(zip([q for q in qrels if q in queries], embed_queries(embedder, texts), strict=True))
-                model = embedder.model
-            searcher = Searcher(client, name, depth=100, rerank=rerank)
-            with progress_bar(console) as bar:
-                tasks = {p.name: bar.add_task(p.name, total=len(qrels), rate="", start=False) for p in pipelines}
-                started: dict[str, float] = {}
-
-                def progress(pipeline: Pipeline, done: int, total: int) -> None:
-                    task = tasks[pipeline.name]
-                    if pipeline.name not in started:
-                        started[pipeline.name] = time.perf_counter()
-                        bar.start_task(task)
-                    rate = done / max(time.perf_counter() - started[pipeline.name], 1e-9)
-                    bar.update(task, completed=done, rate=f"{rate:.1f} q/s")
-
-                config = {
-                    "uri": args.uri,
-                    "embedding_model": model,
-                    "rerank_provider": rerank.provider,
-                    "rerank_model": rerank.model,
-                    "window": rerank.window,
-                    "depth": 100,
-                    "max_batch": rerank.max_batch,
-                    "truncate_prompt_tokens": rerank.truncate_prompt_tokens,
-                    "shared_scores": share,
-                }
-                report = evaluate(
-                    searcher,
-                    pipelines,
-                    queries,
-                    qrels,
-                    vectors,
-                    chunk=args.chunk,
-                    progress=progress,
-                    config=config,
-                    split=args.split,
-                )
-        finally:
-            client.close()
-    console.print(report.table())
-    out = Path(args.out)
-    json_path = report.write_json(out / f"{name}-eval.json")
-    png_path = report.write_chart(out / f"{name}-eval.png")
-    console.print(f"Wrote {json_path} and {png_path}")
+    reranks = any(p.rerank for p in pipelines)
+    reports: list[EvalReport] = []
+    with vllm_endpoint(console, args, rerank=reranks) as endpoints:
+        if reranks:
+            model = endpoints.rerank_model or "the server's model"
+            console.print(f"reranker: {model} at {endpoints.rerank}: {kind_note(endpoints.rerank_kind)}")
+        rerank = rerank_config(args, endpoints, cache=not args.no_share_scores)
+        for name, queries, qrels in jobs:
+            report = _evaluate_one(console, args, endpoints, rerank, pipelines, name, queries, qrels)
+            reports.append(report)
+            _write(console, report, Path(args.out))
+    if len(reports) > 1:
+        console.print(_summary(reports))
     return 0
+
+
+def _evaluate_one(
+    console: Console,
+    args: argparse.Namespace,
+    endpoints: Endpoints,
+    rerank: RerankConfig,
+    pipelines: list[Pipeline],
+    name: str,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+) -> EvalReport:
+    # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query.
+    cache_size = 2 * rerank.window * len(qrels) + 1024
+    client = MilvusClient(uri=args.uri, token=args.token, rerank_cache_size=cache_size)
+    try:
+        client.load_collection(name)
+        with Embedder(endpoints.embeddings, args.model, truncation(args)) as embedder:
+            judged = [q for q in qrels if q in queries]
+            with console.status(f"Embedding {len(judged)} queries of {name} ..."):
+                vectors = dict(zip(judged, embed_queries(embedder, [queries[q] for q in judged]), strict=True))
+            model = embedder.model
+        searcher = Searcher(client, name, depth=100, rerank=rerank)
+        with progress_bar(console) as bar:
+            tasks = {p.name: bar.add_task(p.name, total=len(qrels), rate="", start=False) for p in pipelines}
+            started: dict[str, float] = {}
+
+            def progress(pipeline: Pipeline, done: int, total: int) -> None:
+                task = tasks[pipeline.name]
+                if pipeline.name not in started:
+                    started[pipeline.name] = time.perf_counter()
+                    bar.start_task(task)
+                rate = done / max(time.perf_counter() - started[pipeline.name], 1e-9)
+                bar.update(task, completed=done, rate=f"{rate:.1f} q/s")
+
+            config = {
+                "uri": args.uri,
+                "embedding_endpoint": endpoints.embeddings,
+                "embedding_model": model,
+                "rerank_provider": rerank.provider,
+                "rerank_endpoints": list(rerank.endpoints),
+                "rerank_model": rerank.model or endpoints.rerank_model,
+                "rerank_model_kind": endpoints.rerank_kind,
+                "window": rerank.window,
+                "depth": 100,
+                "max_batch": rerank.max_batch,
+                "truncate_prompt_tokens": rerank.truncate_prompt_tokens,
+                "shared_scores": rerank.cache,
+            }
+            return evaluate(
+                searcher,
+                pipelines,
+                queries,
+                qrels,
+                vectors,
+                chunk=args.chunk,
+                progress=progress,
+                config=config,
+                split=args.split,
+            )
+    finally:
+        client.close()
+
+
+def _write(console: Console, report: EvalReport, out: Path) -> None:
+    runs = report.write_runs(out)  # first: the JSON names each run file
+    console.print(report.table())
+    json_path = report.write_json(out / f"{report.collection}-eval.json")
+    png_path = report.write_chart(out / f"{report.collection}-eval.png")
+    console.print(f"Wrote {json_path}, {png_path} and {len(runs)} run files ({', '.join(p.name for p in runs)})")
+
+
+def _summary(reports: list[EvalReport]) -> Table:
+    names = list(dict.fromkeys(r.name for report in reports for r in report.results))
+    table = Table(title=f"Summary: nDCG@10 over {len(reports)} datasets (p: paired t-test against the first stage)")
+    table.add_column("dataset")
+    table.add_column("reranker kind")
+    for n in names:
+        table.add_column(n, justify="right")
+    for report in reports:
+        cells = []
+        by_name = {r.name: r for r in report.results}
+        for n in names:
+            r = by_name.get(n)
+            c = r.vs_first_stage if r is not None else None
+            cell = "" if r is None else f"{r.metrics['nDCG@10']:.4f}"
+            cells.append(cell + (f" (p {format_p(c['p_ttest'])})" if c else ""))
+        table.add_row(report.collection, report.rerank_kind, *cells)
+    return table

@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     client = connect(args)
     try:
         with (
-            vllm_endpoint(console, args) as endpoint,
-            Embedder(endpoint, args.model, truncation(args)) as embedder,
+            vllm_endpoint(console, args, rerank=False) as endpoint,
+            Embedder(endpoint.embeddings, args.model, truncation(args)) as embedder,
             progress_bar(console) as bar,
         ):
             task = bar.add_task(f"Ingesting into {name!r}", total=total, rate="")

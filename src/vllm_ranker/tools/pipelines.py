@@ -4,7 +4,8 @@
 endpoint as the corpus), ``hybrid`` (both, fused by Milvus's RRF), and each of them ``+rerank``: the first stage
 fetches ``window`` hits (for hybrid: ``window`` per request, and their union is reranked, as Milvus does for a
 model ranker in hybrid_search) and a RERANK Function with ``reranker: model`` reorders them through
-``vllm_ranker.MilvusClient``, so what is measured is this package's real code path and HTTP traffic.
+``vllm_ranker.MilvusClient``, so what is measured is this package's real code path and HTTP traffic. With ``window``
+below ``depth`` the rest of the first stage follows the reranked window in first-stage order.
 """
 
 from __future__ import annotations
@@ -150,4 +151,13 @@ class Searcher:
             )
         stats = result.extra.get("rerank") if ranker is not None and hasattr(result, "extra") else None
         # One stats record covers the whole call; with nq > 1 it is shared by its queries.
-        return [Ranked([str(hit[ID_FIELD]) for hit in hits][: self.depth], stats) for hits in result]
+        ranked = [Ranked([str(hit[ID_FIELD]) for hit in hits][: self.depth], stats) for hits in result]
+        if ranker is not None and window < self.depth:
+            # The usual practice: the reranked window first, then the rest of the first stage in its own order, so
+            # every pipeline is scored on the same depth (a bare window would cut Recall@depth for no reason).
+            first = self.run(Pipeline(pipeline.first_stage, False), texts, vectors)
+            for answer, base in zip(ranked, first, strict=True):
+                seen = set(answer.ids)
+                answer.ids.extend(d for d in base.ids if d not in seen)
+                del answer.ids[self.depth :]
+        return ranked
