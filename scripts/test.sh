@@ -13,7 +13,9 @@ fi
 
 # The real-vLLM tier needs vLLM in its own venv (its pins would fight ours). Installed unless told not to.
 if [ "${VLLM_RANKER_SKIP_VLLM:-0}" != "1" ] && [ -f scripts/install-vllm.sh ]; then
-  export VLLM_RANKER_VLLM_VENV=${VLLM_RANKER_VLLM_VENV:-$PWD/.venv-vllm}
+  # One vLLM venv per user (the library's default place), shared by every checkout: it is several GB and minutes
+# to install, and install-vllm.sh only re-checks one that works.
+export VLLM_RANKER_VLLM_VENV=${VLLM_RANKER_VLLM_VENV:-${XDG_DATA_HOME:-$HOME/.local/share}/vllm-ranker/vllm-venv}
   bash scripts/install-vllm.sh "$VLLM_RANKER_VLLM_VENV"
 fi
 
