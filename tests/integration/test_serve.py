@@ -226,7 +226,7 @@ def _ignore_sigint() -> None:
 
 
 def test_ctrl_c_stops_a_starting_server(vllm_install: VLLMInstall, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "vllm_ranker.cli.serve", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "vllm_ranker.cli.main", "serve", "--port", "0"]
     command += ["--vllm-venv", str(vllm_install.venv)]
     # Started the way a non-interactive shell starts a background job (`serve &` in a script,
     # CI runners): SIGINT inherited as ignored. serve must still stop on it.
