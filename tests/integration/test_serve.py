@@ -276,5 +276,7 @@ def test_every_detached_start_writes_the_pid_file_serve_stop_finds(vllm_install:
     assert (tmp_path / f"vllm-{server.port}.pid").read_text().strip() == str(pid)
     done = cli("--stop", "--port", str(server.port), state_dir=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert wait_until(lambda: group_gone(pid), 30)
+    # `running` polls, which reaps the stopped server (this test process is its parent): a zombie would keep its
+    # process group alive.
+    assert wait_until(lambda: not server.running and group_gone(pid), 60)
     assert not (tmp_path / f"vllm-{server.port}.pid").exists()
