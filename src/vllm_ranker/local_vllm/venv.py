@@ -59,9 +59,10 @@ def _repo_root(start: Path) -> Path | None:
 
 def _source_checkout() -> Path | None:
     """The repository this module was imported from, if it is a source checkout."""
-    candidate = Path(__file__).resolve().parents[2]  # <repo>/src/vllm_ranker/x.py
-    if (candidate / "scripts" / "install-vllm.sh").is_file():
-        return candidate
+    # <repo>/src/vllm_ranker/local_vllm/venv.py; searched upwards so a later move cannot break it.
+    for candidate in Path(__file__).resolve().parents:
+        if (candidate / "scripts" / "install-vllm.sh").is_file():
+            return candidate
     return None
 
 
