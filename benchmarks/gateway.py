@@ -5,6 +5,10 @@
    (target ratio <= 1.10);
 3. 64-way throughput: 64 threads searching through the gateway vs 64 threads sharing ``vllm_ranker.MilvusClient``.
 
+A bare relay (a dozen lines of grpcio forwarding bytes, nothing else) runs beside the gateway as the floor of any
+Python gRPC hop on this machine: the gateway is compared with it too, so a miss says whether our code or the hop
+itself costs the time.
+
 Milvus (``milvus-lite server``), the rerank service and the gateway each run in their own process, as deployed.
 
     PYTHONPATH=src python benchmarks/gateway.py [--docs 2000] [--repeats 60] [--per-thread 5]
@@ -18,11 +22,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import grpc
 import pymilvus
 from common import DIM, interleaved_medians, loopback_service, own_process, query_vector
 from milvus_server import milvus_lite_server, populate
 
 from vllm_ranker import Function, FunctionType, MilvusClient
+from vllm_ranker.gateway.backend import MESSAGE_OPTIONS
+from vllm_ranker.gateway.server import SERVER_KEEPALIVE
 
 
 def _gateway(conn: Any, backend: str) -> None:
@@ -31,6 +38,30 @@ def _gateway(conn: Any, backend: str) -> None:
     with Gateway(backend, port=0) as gw:
         conn.send(gw.uri)
         conn.recv()  # until the parent says stop
+
+
+def _bare_relay(conn: Any, backend: str) -> None:
+    """The cheapest gRPC hop grpcio allows: every unary call forwarded as bytes with its metadata."""
+    channel = grpc.insecure_channel(backend.removeprefix("http://"), options=MESSAGE_OPTIONS)
+
+    class Relay(grpc.GenericRpcHandler):  # type: ignore[misc]
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            forward = channel.unary_unary(details.method)
+
+            def unary(payload: bytes, context: grpc.ServicerContext) -> bytes:
+                metadata = [(k, v) for k, v in context.invocation_metadata() if not k.startswith("grpc-")]
+                answer: bytes = forward(payload, metadata=metadata)
+                return answer
+
+            return grpc.unary_unary_rpc_method_handler(unary)
+
+    server = grpc.server(ThreadPoolExecutor(64), options=MESSAGE_OPTIONS + SERVER_KEEPALIVE)
+    server.add_generic_rpc_handlers((Relay(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    conn.send(f"http://127.0.0.1:{port}")
+    conn.recv()  # until the parent says stop
+    server.stop(0)
 
 
 def ranker(endpoint: str, query: str) -> Function:
@@ -59,10 +90,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=64)
     args = parser.parse_args()
 
-    with milvus_lite_server() as backend, loopback_service() as endpoint, own_process(_gateway, backend) as (gw, _):
+    with (
+        milvus_lite_server() as backend,
+        loopback_service() as endpoint,
+        own_process(_gateway, backend) as (gw, _),
+        own_process(_bare_relay, backend) as (relay_uri, _),
+    ):
         populate(backend, args.docs)
         direct = pymilvus.MilvusClient(uri=backend)
         via = pymilvus.MilvusClient(uri=gw)
+        relay = pymilvus.MilvusClient(uri=relay_uri)
         ours = MilvusClient(uri=backend)
         vector = query_vector(1)
         fn = ranker(endpoint, "vector search latency")
@@ -76,6 +113,7 @@ def main() -> None:
             {
                 "direct": lambda: direct.search("bench", **plain_kwargs),
                 "gateway": lambda: via.search("bench", **plain_kwargs),
+                "bare relay": lambda: relay.search("bench", **plain_kwargs),
                 "client rerank": lambda: ours.search("bench", **rerank_kwargs),
                 "gateway rerank": lambda: via.search("bench", **rerank_kwargs),
             },
@@ -86,7 +124,7 @@ def main() -> None:
             lambda i: clients[i % 4].search("bench", **rerank_kwargs), args.threads, args.per_thread
         )
         through_client = throughput(lambda i: ours.search("bench", **rerank_kwargs), args.threads, args.per_thread)
-        for client in (direct, via, ours, *clients):
+        for client in (direct, via, relay, ours, *clients):
             client.close()
 
     ms = {name: value * 1000 for name, value in medians.items()}
@@ -100,6 +138,13 @@ def main() -> None:
     for name, mine, ref, target in rows:
         print(f"{name:<34}{mine:>12.2f}{ref:>12.2f}{mine / ref:>8.2f}{target:>9}")
     print("reference: straight to the backend (passthrough), vllm_ranker.MilvusClient (reranked, throughput)")
+    hop = ms["bare relay"] - ms["direct"]
+    print(
+        f"floor: a bare grpcio relay costs {hop:.2f} ms per call here (passthrough ratio "
+        f"{ms['bare relay'] / ms['direct']:.2f}); the gateway vs that relay: passthrough "
+        f"{ms['gateway'] / ms['bare relay']:.2f}, reranked {ms['gateway rerank'] / (ms['client rerank'] + hop):.2f} "
+        "(vs the client plus one bare hop)"
+    )
 
 
 if __name__ == "__main__":

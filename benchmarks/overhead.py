@@ -3,7 +3,9 @@
 1. overhead: ours (search + rerank of 100 candidates) vs plain search + ONE direct rerank call with the same
    documents, against a loopback vLLM server with a fixed per-request latency. Target <= 1.05.
 2. speed-up: 200 candidates, maxBatch=16 (13 requests): ours (bounded concurrent batches) vs the sequential
-   Milvus-style loop (search, then batches one by one). Target >= 3x.
+   Milvus-style loop (search, then batches one by one). Target >= 3x. Beside them, the same search and the same
+   13 requests sent at once from a plain thread pool: the most any client gets from this service on this machine
+   (the simulated service spends CPU per request on the same cores), so a miss says whether we or the machine cap it.
 
     python benchmarks/overhead.py [--latency 0.02] [--repeats 30]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pymilvus
@@ -32,7 +35,8 @@ def main() -> int:
 
     client, tmp = make_collection(2000)
     vector = [query_vector(1)]
-    direct = httpx.Client()
+    direct = httpx.Client(limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
+    threads = ThreadPoolExecutor(16)
     with loopback_service(request_latency=args.latency) as endpoint:
         url = endpoint + "/rerank"
 
@@ -56,6 +60,18 @@ def main() -> int:
                     scores[start + item["index"]] = item["relevance_score"]
             return sorted(zip(scores, [h["id"] for h in hits[0]], strict=True), key=lambda t: (-t[0], t[1]))
 
+        def plain_then_parallel(limit: int, batch: int) -> None:
+            hits = pymilvus.MilvusClient.search(
+                client, "bench", data=vector, anns_field="dense_vector", limit=limit, output_fields=["document"]
+            )
+            docs = [h["entity"]["document"] for h in hits[0]]
+            chunks = [docs[start : start + batch] for start in range(0, len(docs), batch)]
+
+            def one(chunk: list[str]) -> None:
+                direct.post(url, json={"query": "vector search latency", "documents": chunk}).raise_for_status()
+
+            list(threads.map(one, chunks))
+
         def ours(limit: int, batch: int) -> None:
             client.search("bench", data=vector, anns_field="dense_vector", limit=limit, ranker=ranker(endpoint, batch))
 
@@ -70,9 +86,11 @@ def main() -> int:
             {
                 "ours": lambda: ours(200, 16),
                 "sequential Milvus-style loop": lambda: plain_then_direct(200, 16),
+                "search + 13 requests at once (ceiling)": lambda: plain_then_parallel(200, 16),
             },
             max(5, args.repeats // 3),
         )
+    threads.shutdown()
     direct.close()
     client.close()
     tmp.cleanup()
@@ -89,6 +107,12 @@ def main() -> int:
         f"[concurrency] 200 candidates, maxBatch 16 (13 requests): ours {concurrency['ours'] * 1000:.1f} ms vs "
         f"sequential loop {concurrency['sequential Milvus-style loop'] * 1000:.1f} ms -> {speedup:.2f}x faster "
         f"(target >= 3x) {'OK' if speedup >= 3 else 'MISSED'}"
+    )
+    ceiling = concurrency["search + 13 requests at once (ceiling)"]
+    print(
+        f"[ceiling] the same search + 13 requests at once from a thread pool: {ceiling * 1000:.1f} ms -> at most "
+        f"{concurrency['sequential Milvus-style loop'] / ceiling:.2f}x on this machine; ours reaches "
+        f"{ceiling / concurrency['ours']:.0%} of it"
     )
     return 0
 
