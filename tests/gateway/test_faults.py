@@ -3,7 +3,9 @@ gateway answers clean Milvus errors, never hangs, and leaves no threads or conne
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -87,9 +89,37 @@ def test_caller_deadline_bounds_the_rerank(plain: pymilvus.MilvusClient) -> None
         assert len(search(plain, slow.endpoint, max_retries=0)[0]) == 8  # the gateway serves on
 
 
-def test_a_cancelled_call_leaves_the_gateway_serving(gateway: Gateway, plain: pymilvus.MilvusClient) -> None:
-    with RerankServer(request_latency=1.0) as slow:
-        small_collection(plain, "small") if not plain.has_collection("small") else None
+class SilentService:
+    """A TCP service that reads requests and never answers; ``hung_up`` is set when the client closes its
+    connection (what a rerank service sees when the gateway stops a request)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.received = threading.Event()
+        self.hung_up = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = self._listener.accept()
+            with connection:
+                while chunk := connection.recv(65536):
+                    if b"\r\n\r\n" in chunk:
+                        self.received.set()
+                self.hung_up.set()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_cancelled_call_stops_the_rerank_request_and_leaves_the_gateway_serving(
+    gateway: Gateway, plain: pymilvus.MilvusClient
+) -> None:
+    """No deadline on the call, a rerank timeout of 60 s: only the caller's cancel can end the request early."""
+    small_collection(plain, "small") if not plain.has_collection("small") else None
+    silent = SilentService()
+    try:
         request = Prepare.search_requests_with_expr(
             "small",
             "v",
@@ -97,15 +127,21 @@ def test_a_cancelled_call_leaves_the_gateway_serving(gateway: Gateway, plain: py
             8,
             data=[[1.0, 1.0]],
             output_fields=["document"],
-            ranker=rerank_function(slow.endpoint, ["AI"]),
+            ranker=rerank_function(silent.endpoint, ["AI"], timeout=60, max_retries=0),
         )
         with grpc.insecure_channel(gateway.uri.removeprefix("http://")) as channel:
             call = channel.unary_unary("/milvus.proto.milvus.MilvusService/Search")
             future = call.future(request.SerializeToString())
-            time.sleep(0.3)
+            assert silent.received.wait(10), "the gateway never sent the rerank request"
+            cancelled_at = time.monotonic()
             assert future.cancel()
             assert future.cancelled()
-        assert len(search(plain, slow.endpoint)[0]) == 8
+            assert silent.hung_up.wait(5), "the rerank request outlived its caller"
+            assert time.monotonic() - cancelled_at < 2.0
+    finally:
+        silent.close()
+    with RerankServer() as service:
+        assert len(search(plain, service.endpoint)[0]) == 8  # the gateway serves on
 
 
 def test_64_concurrent_searches_from_several_clients_and_nothing_leaks(gw_backend: str) -> None:

@@ -22,7 +22,10 @@ import trustme
 
 from tests.hostile.helpers import Stopwatch, no_hang
 from vllm_ranker.transport.deadline_backend import (
+    CANCEL_POLL_S,
     DeadlineBackend,
+    cancel_scope,
+    current_cancel,
     current_deadline,
     deadline_scope,
     install,
@@ -204,6 +207,52 @@ def test_proxied_requests_are_bounded_too(ca: trustme.CA, monkeypatch: pytest.Mo
             install_client(client)
             fails_by_the_deadline(lambda: client.get("http://rerank.invalid/v1/rerank"), httpx.ReadTimeout)
         assert proxy.connections == 1  # it went through the proxy, not to the (unresolvable) host
+
+
+# -- a caller that goes away ends the request -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mode", "tls"),
+    # Not (silent, https): a TLS handshake in progress is one blocking call; it ends by the deadline (documented).
+    [("trickle_body", False), ("trickle_body", True), ("silent", False)],
+)
+def test_a_cancel_ends_the_request_long_before_the_deadline(ca: trustme.CA, mode: str, tls: bool) -> None:
+    gone = threading.Event()
+    timer = threading.Timer(0.3, gone.set)
+    with LoopbackServer(mode, server_tls(ca) if tls else None) as srv, bounded_client(ca) as client:
+        timer.start()
+        with (
+            no_hang(GUARD_S),
+            Stopwatch() as watch,
+            pytest.raises(httpx.TimeoutException, match="cancelled") as caught,
+            deadline_scope(time.monotonic() + 60, gone),
+        ):
+            client.post(srv.url, content=b'{"q": 1}')
+        timer.cancel()
+    assert watch.seconds < 0.3 + CANCEL_POLL_S + SLACK_S, f"ended after {watch.seconds:.2f} s"
+    assert isinstance(caught.value, httpx.ReadTimeout), repr(caught.value)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_cancellable_request_reads_in_slices_without_losing_bytes(ca: trustme.CA, tls: bool) -> None:
+    gone = threading.Event()
+    with LoopbackServer("fast", server_tls(ca) if tls else None) as srv, bounded_client(ca) as client:
+        for _ in range(3):
+            with deadline_scope(time.monotonic() + 60, gone):
+                assert client.post(srv.url, content=b"x" * 100_000).text == "ok"
+        assert srv.connections == 1
+        gone.set()
+        with deadline_scope(time.monotonic() + 60, gone), pytest.raises(httpx.TimeoutException, match="cancelled"):
+            client.get(srv.url)
+
+
+def test_cancel_scope_reaches_the_innermost_deadline_scope() -> None:
+    gone = threading.Event()
+    assert current_cancel() is None
+    with cancel_scope(gone):
+        assert current_cancel() is gone
+        with deadline_scope(time.monotonic() + 5):
+            assert current_cancel() is gone  # a deadline scope without its own event keeps the caller's
+    assert current_cancel() is None
 
 
 # -- normal services are unaffected --------------------------------------------------------------------

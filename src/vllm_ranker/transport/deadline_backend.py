@@ -12,6 +12,13 @@ once it has passed. httpcore's sync connections do all their I/O in the thread t
 ``ContextVar`` set around the request reaches every socket operation of that request and no other's, even on a
 pooled connection shared over time by many threads. Outside a scope the backend is the wrapped one, unchanged.
 
+A scope may also carry a cancel event (the gateway sets it when its gRPC caller cancels or disconnects): every
+operation then fails at once once it is set, and a read in progress notices it within ``CANCEL_POLL_S``, because a
+scope with an event reads in slices of that length (a recv that times out has consumed nothing, so the next slice
+picks up where it left off). The request's connection is closed by httpcore on that failure, so the service sees
+the caller go. A TLS handshake or a connect already in progress is one blocking call: it ends by the deadline,
+and the request fails right after it.
+
 Known residue (outside the socket calls this can bound): the DNS lookup, and ``socket.create_connection`` trying
 several resolved addresses each with the clamped timeout; a request on such a host fails at the first operation
 after the deadline instead.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +39,9 @@ import httpx
 
 # The absolute deadline (time.monotonic()) of the request the current thread/task is sending, or None.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("vllm_ranker_deadline", default=None)
+# Set when the caller of the request has gone (see cancel_scope); None when nobody can cancel it.
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("vllm_ranker_cancel", default=None)
+CANCEL_POLL_S = 0.1
 
 # Writes are handed to httpcore in pieces of at most this size, each with the time left at its start: httpcore's
 # SyncStream.write gives *every* partial ``send`` the full timeout, so one big write to a service that reads
@@ -39,16 +50,29 @@ WRITE_PIECE = 16 * 1024
 
 
 @contextmanager
-def deadline_scope(deadline: float) -> Iterator[None]:
+def deadline_scope(deadline: float, cancel: threading.Event | None = None) -> Iterator[None]:
     """Bound every socket operation in this block (in this thread or task) by ``deadline``, a
-    ``time.monotonic()`` value. Nested scopes keep the earlier deadline: an inner caller cannot extend the
-    time its outer caller promised."""
+    ``time.monotonic()`` value, and end them once ``cancel`` is set. Nested scopes keep the earlier deadline: an
+    inner caller cannot extend the time its outer caller promised."""
     outer = _DEADLINE.get()
     token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
+    cancel_token = _CANCEL.set(cancel or _CANCEL.get())
     try:
         yield
     finally:
+        _CANCEL.reset(cancel_token)
         _DEADLINE.reset(token)
+
+
+@contextmanager
+def cancel_scope(cancel: threading.Event) -> Iterator[None]:
+    """Rerank calls made in this block (in this thread or task) stop their HTTP requests once ``cancel`` is set:
+    for a server whose caller can go away before the call ends (the gateway's gRPC callers)."""
+    token = _CANCEL.set(cancel)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
 
 
 def current_deadline() -> float | None:
@@ -56,8 +80,18 @@ def current_deadline() -> float | None:
     return _DEADLINE.get()
 
 
+def current_cancel() -> threading.Event | None:
+    """The cancel event of the innermost active scope, or None: the sync driver hands it to its worker threads,
+    which do not inherit the caller's context."""
+    return _CANCEL.get()
+
+
 def _clamp(timeout: float | None, expired: type[httpcore.TimeoutException], what: str) -> float | None:
-    """``timeout`` cut to the time left before the scope's deadline; ``expired`` at once when none is left."""
+    """``timeout`` cut to the time left before the scope's deadline; ``expired`` at once when none is left or
+    the caller has cancelled."""
+    cancel = _CANCEL.get()
+    if cancel is not None and cancel.is_set():
+        raise expired(f"the caller cancelled the call before the {what}")
     deadline = _DEADLINE.get()
     if deadline is None:
         return timeout
@@ -76,7 +110,20 @@ class DeadlineStream(httpcore.NetworkStream):
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         # One read is one recv (or one SSL read, which CPython bounds as a whole), so each read is bounded by
         # the time left and a trickle of small reads cannot add up past the deadline.
-        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout, "answer was read"))
+        if _CANCEL.get() is None:
+            return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout, "answer was read"))
+        # Cancellable: wait in slices, so that a cancel is seen while the service is still thinking.
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _clamp(None if until is None else until - time.monotonic(), httpcore.ReadTimeout, "answer was read")
+            if left is not None and left <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            piece = CANCEL_POLL_S if left is None else min(left, CANCEL_POLL_S)
+            try:
+                return self._inner.read(max_bytes, piece)
+            except httpcore.ReadTimeout:
+                if left is not None and left <= CANCEL_POLL_S:
+                    raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if _DEADLINE.get() is None or len(buffer) <= WRITE_PIECE:

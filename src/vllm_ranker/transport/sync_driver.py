@@ -16,7 +16,7 @@ from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.transport._driving import _broken, _unlink, _Work
 from vllm_ranker.transport.balancer import EndpointPool
-from vllm_ranker.transport.deadline_backend import deadline_scope, install_client
+from vllm_ranker.transport.deadline_backend import current_cancel, deadline_scope, install_client
 from vllm_ranker.transport.exchange import (
     DEFAULT_CLIENT_LIMIT,
     Answer,
@@ -58,29 +58,32 @@ class SyncTransport:
 
     def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
         deadline = time.monotonic() + spec.timeout
+        cancel = current_cancel()  # the pool's threads do not inherit the caller's context: handed on explicitly
         work = _Work(batches)
         helpers = [
-            self._pool.submit(self._worker, spec, work, deadline, stats)
+            self._pool.submit(self._worker, spec, work, deadline, stats, cancel)
             for _ in range(min(spec.max_concurrency, len(batches)) - 1)
         ]
-        self._worker(spec, work, deadline, stats)
+        self._worker(spec, work, deadline, stats, cancel)
         for future in helpers:
             future.result()
         if work.error is not None:
             raise work.error
         return [r for r in work.results if r is not None]
 
-    def _worker(self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats) -> None:
+    def _worker(
+        self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats, cancel: threading.Event | None
+    ) -> None:
         while (index := work.take()) is not None:
             try:
                 work.results[index] = self._drive(
-                    exchange(spec, work.batches[index], deadline, stats, self.pool), deadline
+                    exchange(spec, work.batches[index], deadline, stats, self.pool), deadline, cancel
                 )
             except BaseException as exc:  # handed to the calling thread, which re-raises it
                 work.fail(exc)
                 return
 
-    def _drive(self, steps: Exchange, deadline: float) -> list[float]:
+    def _drive(self, steps: Exchange, deadline: float, cancel: threading.Event | None) -> list[float]:
         reply: Reply = None
         try:
             while True:
@@ -90,20 +93,23 @@ class SyncTransport:
                     scores: list[float] = done.value
                     return scores
                 if isinstance(action, Sleep):
-                    time.sleep(action.seconds)
+                    if cancel is None:
+                        time.sleep(action.seconds)
+                    else:
+                        cancel.wait(action.seconds)  # a retry's back-off ends when the caller goes
                     reply = None
                 else:
-                    reply = self._send(action, deadline)
+                    reply = self._send(action, deadline, cancel)
         finally:
             steps.close()
 
-    def _send(self, action: Send, deadline: float) -> Answer | Broken:
+    def _send(self, action: Send, deadline: float, cancel: threading.Event | None) -> Answer | Broken:
         started = time.monotonic()
         if not self._gate.acquire(timeout=max(0.0, deadline - started)):
             return Broken("timeout", "client-wide request limit still full at the deadline", 0.0)
         try:
             with (
-                deadline_scope(deadline),
+                deadline_scope(deadline, cancel),
                 (self._http if action.verify else self._http_unverified).stream(
                     "POST", action.url, content=action.body, headers=action.headers, timeout=action.timeout
                 ) as response,
