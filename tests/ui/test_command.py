@@ -26,9 +26,10 @@ def parser() -> argparse.ArgumentParser:
 
 def test_defaults_and_help_show_every_default() -> None:
     args = parser().parse_args(["ui"])
-    assert (args.uri, args.endpoint, args.host, args.port) == (
+    assert (args.uri, args.endpoint, args.rerank_endpoint, args.host, args.port) == (
         "./milvus.db",
         "http://127.0.0.1:8000",
+        "http://127.0.0.1:8001",
         "127.0.0.1",
         8765,
     )
@@ -39,6 +40,7 @@ def test_defaults_and_help_show_every_default() -> None:
     for default in (
         "(default: ./milvus.db)",
         "(default: http://127.0.0.1:8000)",
+        "(default: http://127.0.0.1:8001)",
         "(default: 127.0.0.1)",
         "(default: 8765)",
     ):

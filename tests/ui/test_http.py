@@ -149,6 +149,22 @@ def test_ingested_collections_get_the_query_embedded_by_the_endpoint(http: Any, 
     assert "query embedded here" in answer["stage_label"]
 
 
+def test_embedder_and_reranker_are_two_services_like_serve_runs_them(ui_db: str, rerank: RerankServer) -> None:
+    """`vllm-ranker serve` runs the embedder on --port and the reranker on --rerank-port: queries are embedded by
+    the first, the page's default rerank endpoint is the second."""
+    with (
+        RerankServer() as reranker,
+        serve(create_app(ui_db, rerank.endpoint, rerank_endpoint=reranker.endpoint)) as url,
+    ):
+        page = httpx.get(url + "/").text
+        assert reranker.endpoint in page
+        body = compare_body(collection="ingested", text_field="text", stage="dense")
+        answer = httpx.post(url + "/api/compare", json=body, timeout=60).json()
+        assert "error" not in answer, answer
+        assert [r.path for r in rerank.requests] == ["/v1/embeddings"]
+        assert reranker.requests and all(r.path.endswith("rerank") for r in reranker.requests)
+
+
 def test_score_cache_hits_are_counted(http: Any) -> None:
     body = compare_body(query="read a gzip compressed file", cache=True)
     http.post("/api/compare", json=body)

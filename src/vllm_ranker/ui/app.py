@@ -117,12 +117,15 @@ def create_app(
     uri: str = "./milvus.db",
     endpoint: str = "http://127.0.0.1:8000",
     *,
+    rerank_endpoint: str | None = None,
     allowed_hosts: Sequence[str] | None = LOOPBACK_NAMES,
     **state_kwargs: Any,
 ) -> Starlette:
-    """The page for Milvus at ``uri``; ``endpoint`` is the default rerank endpoint and the embeddings service.
+    """The page for Milvus at ``uri``; ``endpoint`` is the embeddings service, ``rerank_endpoint`` the default
+    rerank endpoint (``endpoint`` when None: one service doing both, as the stand-in does).
     ``allowed_hosts``: the names the page may be reached by (None: any; see guard.py)."""
     state = UiState(uri, endpoint, **state_kwargs)
+    reranker = rerank_endpoint or endpoint
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
     @contextlib.asynccontextmanager
@@ -133,7 +136,7 @@ def create_app(
     async def page(request: Request) -> Response:
         config = {
             "uri": without_userinfo(uri),
-            "endpoint": without_userinfo(endpoint),
+            "endpoint": without_userinfo(reranker),
             "providers": list(PROVIDERS),
         }
         return templates.TemplateResponse(request, "index.html", {"config": config})
@@ -145,7 +148,7 @@ def create_app(
 
     @_plain_errors
     async def compare_endpoint(request: Request) -> Response:
-        req = CompareRequest.parse(await _json_body(request), endpoint)
+        req = CompareRequest.parse(await _json_body(request), reranker)
 
         def work() -> dict[str, Any]:
             client = state.client()

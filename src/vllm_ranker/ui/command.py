@@ -1,7 +1,7 @@
 """``vllm-ranker ui``: a local web page showing what the reranker did to a query, and eval reports as charts.
 
     vllm-ranker ui                       # http://127.0.0.1:8765, the embedded default (./milvus.db + local vLLM)
-    vllm-ranker ui --uri http://milvus:19530 --endpoint http://gpu-box:8000
+    vllm-ranker ui --uri http://milvus:19530 --endpoint http://gpu-box:8000 --rerank-endpoint http://gpu-box:8001
 
 The page lists the collections, runs a query through a first stage (dense, BM25 or hybrid RRF) and through the same
 first stage reranked by the model, and shows both lists side by side with each hit's move and where the time went.
@@ -43,8 +43,14 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--endpoint",
         default="http://127.0.0.1:8000",
-        help="default rerank endpoint, and the /v1/embeddings used to embed queries for dense fields Milvus does "
+        help="the embedder `vllm-ranker serve` runs: its /v1/embeddings embeds queries for dense fields Milvus does "
         "not embed itself (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rerank-endpoint",
+        default="http://127.0.0.1:8001",
+        help="the page's default rerank endpoint, changeable per query: the reranker `vllm-ranker serve` runs on "
+        "--rerank-port (default: %(default)s)",
     )
     parser.add_argument(
         "--host",
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     # Bound to loopback, only the loopback names may reach it (no DNS rebinding); bound wider, the names people use
     # for this machine cannot be known here: any is accepted, as the warning said.
     allowed = None if warning else ("127.0.0.1", "localhost", "::1", args.host)
-    app = create_app(args.uri, args.endpoint, allowed_hosts=allowed)
+    app = create_app(args.uri, args.endpoint, rerank_endpoint=args.rerank_endpoint, allowed_hosts=allowed)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
         server.run(sockets=[sock])
