@@ -106,6 +106,14 @@ def test_eval_writes_run_files_an_independent_scorer_reproduces(
         assert by_name["bm25+rerank"]["vs_first_stage"]["wins"] == 1
         assert by_name["bm25+rerank"]["vs_first_stage"]["losses"] == 0
 
+    # --max-queries: the report and the packaged checker average over the same first N queries (not all judged).
+    part = tmp_path / "part"
+    assert main([*argv[:-2], "--out", str(part), "--window", "2", "--max-queries", "2"]) == 0
+    for root in roots:
+        report_path = part / f"{root.name}-eval.json"
+        assert json.loads(report_path.read_text())["queries"] == 2
+        assert rescore_module.check_report(report_path, root / "qrels" / "test.tsv")[0] <= 1e-4
+
 
 def test_run_file_columns_and_tail_order(tmp_path: Path) -> None:
     path = write_run_file(tmp_path / "r.trec", {"q1": ["b", "a", "c"], "q2": []}, "bm25+rerank")

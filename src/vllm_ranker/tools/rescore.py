@@ -1,10 +1,11 @@
 """Rescore the TREC run files an ``eval`` report names with pytrec_eval (trec_eval's own code), reading the files
-and the qrels here and nothing of the report but its file names and figures, and say how far apart they are.
+and the qrels here and nothing of the report but its file names, the ids of the queries it evaluated (all judged
+ones, or the first N with ``--max-queries``) and its figures, and say how far apart they are.
 
     python -m vllm_ranker.tools.rescore out/scifact-eval.json ../shared/datasets/scifact/qrels/test.tsv
 
-MRR@10 is trec_eval's ``recip_rank`` of each run's top 10 (trec_eval has no cutoff for it); every judged query
-counts, a query without results as 0 (``trec_eval -c``).
+MRR@10 is trec_eval's ``recip_rank`` of each run's top 10 (trec_eval has no cutoff for it); every evaluated query
+counts, a query without results as 0 (``trec_eval -c`` over those queries' qrels).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def check_report(report_path: Path, qrels_path: Path) -> tuple[float, dict[str, 
     qrels = read_qrels_tsv(qrels_path)
     worst, rescored = 0.0, {}
     for pipeline in report["pipelines"]:
-        got = rescore(read_run_file(report_path.parent / pipeline["run_file"]), qrels)
+        evaluated = pipeline.get("per_query") or qrels  # per_query: one entry per evaluated query id
+        judged = {qid: docs for qid, docs in qrels.items() if qid in evaluated}
+        got = rescore(read_run_file(report_path.parent / pipeline["run_file"]), judged)
         rescored[pipeline["name"]] = got
         worst = max([worst, *(abs(got[m] - pipeline["metrics"][m]) for m in got)])
     return worst, rescored
