@@ -10,6 +10,7 @@ counts, a query without results as 0 (``trec_eval -c`` over those queries' qrels
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from collections import defaultdict
@@ -18,8 +19,13 @@ from typing import Any
 
 
 def read_run_file(path: Path) -> dict[str, dict[str, float]]:
+    """A TREC run file; ``NAME.gz`` is read where ``NAME`` is not there (the runs committed under docs/eval/)."""
+    if not path.exists() and path.with_name(path.name + ".gz").exists():
+        text = gzip.decompress(path.with_name(path.name + ".gz").read_bytes()).decode()
+    else:
+        text = path.read_text()
     run: dict[str, dict[str, float]] = defaultdict(dict)
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if line.strip():
             qid, _q0, doc_id, _rank, score, _tag = line.split()
             run[qid][doc_id] = float(score)
