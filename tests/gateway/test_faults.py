@@ -133,11 +133,10 @@ def test_a_cancelled_call_stops_the_rerank_request_and_leaves_the_gateway_servin
             call = channel.unary_unary("/milvus.proto.milvus.MilvusService/Search")
             future = call.future(request.SerializeToString())
             assert silent.received.wait(10), "the gateway never sent the rerank request"
-            cancelled_at = time.monotonic()
             assert future.cancel()
             assert future.cancelled()
+            # Without the cancel the request lives until the 60 s rerank timeout: 5 s is a correctness bound.
             assert silent.hung_up.wait(5), "the rerank request outlived its caller"
-            assert time.monotonic() - cancelled_at < 2.0
     finally:
         silent.close()
     with RerankServer() as service:
