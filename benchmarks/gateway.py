@@ -7,7 +7,8 @@
 
 A bare relay (a dozen lines of grpcio forwarding bytes, nothing else) runs beside the gateway as the floor of any
 Python gRPC hop on this machine: the gateway is compared with it too, so a miss says whether our code or the hop
-itself costs the time.
+itself costs the time. A byte splice (asyncio copying TCP bytes both ways, no HTTP/2 parsed) runs too: what the
+extra socket hop alone costs, so the rest of the relay's cost is terminating gRPC in Python (docs/gateway.md).
 
 Milvus (``milvus-lite server``), the rerank service and the gateway each run in their own process, as deployed.
 
@@ -17,6 +18,9 @@ Milvus (``milvus-lite server``), the rerank service and the gateway each run in 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +68,35 @@ def _bare_relay(conn: Any, backend: str) -> None:
     server.stop(0)
 
 
+def _byte_splice(conn: Any, backend: str) -> None:
+    """An extra TCP hop and nothing else: bytes copied both ways, HTTP/2 not parsed (no route could be chosen)."""
+    host, port = backend.removeprefix("http://").rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+        finally:
+            writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        backend_reader, backend_writer = await asyncio.open_connection(host, int(port))
+        for writer in (client_writer, backend_writer):
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(asyncio.CancelledError):  # stopped with the process: no traceback for that
+            await asyncio.gather(
+                pipe(client_reader, backend_writer), pipe(backend_reader, client_writer), return_exceptions=True
+            )
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        conn.send(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until the parent says stop
+        server.close()
+
+    asyncio.run(serve())
+
+
 def ranker(endpoint: str, query: str) -> Function:
     return Function(
         name="vllm",
@@ -95,11 +128,13 @@ def main() -> None:
         loopback_service() as endpoint,
         own_process(_gateway, backend) as (gw, _),
         own_process(_bare_relay, backend) as (relay_uri, _),
+        own_process(_byte_splice, backend) as (splice_uri, _),
     ):
         populate(backend, args.docs)
         direct = pymilvus.MilvusClient(uri=backend)
         via = pymilvus.MilvusClient(uri=gw)
         relay = pymilvus.MilvusClient(uri=relay_uri)
+        splice = pymilvus.MilvusClient(uri=splice_uri)
         ours = MilvusClient(uri=backend)
         vector = query_vector(1)
         fn = ranker(endpoint, "vector search latency")
@@ -114,6 +149,7 @@ def main() -> None:
                 "direct": lambda: direct.search("bench", **plain_kwargs),
                 "gateway": lambda: via.search("bench", **plain_kwargs),
                 "bare relay": lambda: relay.search("bench", **plain_kwargs),
+                "byte splice": lambda: splice.search("bench", **plain_kwargs),
                 "client rerank": lambda: ours.search("bench", **rerank_kwargs),
                 "gateway rerank": lambda: via.search("bench", **rerank_kwargs),
             },
@@ -124,7 +160,7 @@ def main() -> None:
             lambda i: clients[i % 4].search("bench", **rerank_kwargs), args.threads, args.per_thread
         )
         through_client = throughput(lambda i: ours.search("bench", **rerank_kwargs), args.threads, args.per_thread)
-        for client in (direct, via, relay, ours, *clients):
+        for client in (direct, via, relay, splice, ours, *clients):
             client.close()
 
     ms = {name: value * 1000 for name, value in medians.items()}
@@ -144,6 +180,11 @@ def main() -> None:
         f"{ms['bare relay'] / ms['direct']:.2f}); the gateway vs that relay: passthrough "
         f"{ms['gateway'] / ms['bare relay']:.2f}, reranked {ms['gateway rerank'] / (ms['client rerank'] + hop):.2f} "
         "(vs the client plus one bare hop)"
+    )
+    spliced = ms["byte splice"] - ms["direct"]
+    print(
+        f"a byte splice (TCP copied, HTTP/2 not parsed) costs {spliced:.2f} ms per call (passthrough ratio "
+        f"{ms['byte splice'] / ms['direct']:.2f}): the rest of the relay's {hop:.2f} ms is terminating gRPC in Python"
     )
 
 
