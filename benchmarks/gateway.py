@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -32,6 +33,11 @@ from common import DIM, interleaved_medians, loopback_service, own_process, quer
 from milvus_server import milvus_lite_server, populate
 
 from vllm_ranker import Function, FunctionType, MilvusClient
+
+try:  # the splicing front's prototype needs hpack, which the project does not install
+    import splice_front
+except ImportError:
+    splice_front = None  # type: ignore[assignment]
 from vllm_ranker.gateway.backend import MESSAGE_OPTIONS
 from vllm_ranker.gateway.server import SERVER_KEEPALIVE
 
@@ -129,7 +135,12 @@ def main() -> None:
         own_process(_gateway, backend) as (gw, _),
         own_process(_bare_relay, backend) as (relay_uri, _),
         own_process(_byte_splice, backend) as (splice_uri, _),
+        contextlib.ExitStack() as stack,
     ):
+        fronts: dict[str, pymilvus.MilvusClient] = {}
+        if splice_front is not None:
+            front_uri, _ = stack.enter_context(own_process(splice_front.serve, backend))
+            fronts["splicing front"] = pymilvus.MilvusClient(uri=front_uri)
         populate(backend, args.docs)
         direct = pymilvus.MilvusClient(uri=backend)
         via = pymilvus.MilvusClient(uri=gw)
@@ -150,6 +161,7 @@ def main() -> None:
                 "gateway": lambda: via.search("bench", **plain_kwargs),
                 "bare relay": lambda: relay.search("bench", **plain_kwargs),
                 "byte splice": lambda: splice.search("bench", **plain_kwargs),
+                **{name: functools.partial(c.search, "bench", **plain_kwargs) for name, c in fronts.items()},
                 "client rerank": lambda: ours.search("bench", **rerank_kwargs),
                 "gateway rerank": lambda: via.search("bench", **rerank_kwargs),
             },
@@ -160,7 +172,7 @@ def main() -> None:
             lambda i: clients[i % 4].search("bench", **rerank_kwargs), args.threads, args.per_thread
         )
         through_client = throughput(lambda i: ours.search("bench", **rerank_kwargs), args.threads, args.per_thread)
-        for client in (direct, via, relay, splice, ours, *clients):
+        for client in (direct, via, relay, splice, ours, *clients, *fronts.values()):
             client.close()
 
     ms = {name: value * 1000 for name, value in medians.items()}
@@ -186,6 +198,14 @@ def main() -> None:
         f"a byte splice (TCP copied, HTTP/2 not parsed) costs {spliced:.2f} ms per call (passthrough ratio "
         f"{ms['byte splice'] / ms['direct']:.2f}): the rest of the relay's {hop:.2f} ms is terminating gRPC in Python"
     )
+    if "splicing front" in ms:
+        print(
+            f"the splicing front's prototype (benchmarks/splice_front.py: frames cut, request headers decoded, "
+            f"searches held and parsed) costs {ms['splicing front'] - ms['direct']:.2f} ms per call (passthrough "
+            f"ratio {ms['splicing front'] / ms['direct']:.2f})"
+        )
+    else:
+        print("(pip install hpack to measure the splicing front's prototype as well)")
 
 
 if __name__ == "__main__":
