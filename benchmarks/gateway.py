@@ -9,6 +9,8 @@ A bare relay (a dozen lines of grpcio forwarding bytes, nothing else) runs besid
 Python gRPC hop on this machine: the gateway is compared with it too, so a miss says whether our code or the hop
 itself costs the time. A byte splice (asyncio copying TCP bytes both ways, no HTTP/2 parsed) runs too: what the
 extra socket hop alone costs, so the rest of the relay's cost is terminating gRPC in Python (docs/gateway.md).
+With ``hpack`` installed, the splicing front's prototype (splice_front.py) runs as well: what the passthrough path
+of a front that stops terminating gRPC would cost.
 
 Milvus (``milvus-lite server``), the rerank service and the gateway each run in their own process, as deployed.
 
