@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import random
+import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,52 @@ def own_process(target: Callable[..., None], *args: Any) -> Iterator[tuple[str, 
             process.join(timeout=10)
         if process.is_alive():
             process.kill()
+
+
+Pump = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def copy_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Everything ``reader`` gives, written to ``writer`` as it came; ``writer`` closed at the end."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+    finally:
+        writer.close()
+
+
+def serve_tcp_hop(
+    conn: Any,
+    backend: str,
+    upstream: Pump = copy_bytes,
+    downstream: Pump = copy_bytes,
+    commands: Callable[[Any], object] | None = None,
+) -> None:
+    """An extra TCP hop on loopback in front of ``backend``, for ``own_process``: each connection gets its own
+    backend connection, ``upstream(client, backend)`` and ``downstream(backend, client)`` move the bytes. Sends its
+    URI; every message but "stop" goes to ``commands`` and its answer back on ``conn``."""
+    host, port = backend.removeprefix("http://").rsplit(":", 1)
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        backend_reader, backend_writer = await asyncio.open_connection(host, int(port))
+        for writer in (client_writer, backend_writer):
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(asyncio.CancelledError):  # stopped with the process: no traceback for that
+            await asyncio.gather(
+                upstream(client_reader, backend_writer),
+                downstream(backend_reader, client_writer),
+                return_exceptions=True,
+            )
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        conn.send(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        loop = asyncio.get_running_loop()
+        while (message := await loop.run_in_executor(None, conn.recv)) != "stop":
+            conn.send(commands(message) if commands else None)
+        server.close()
+
+    asyncio.run(main())
 
 
 @contextlib.contextmanager

@@ -20,10 +20,8 @@ Milvus (``milvus-lite server``), the rerank service and the gateway each run in 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import functools
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +29,7 @@ from typing import Any
 
 import grpc
 import pymilvus
-from common import DIM, interleaved_medians, loopback_service, own_process, query_vector
+from common import DIM, interleaved_medians, loopback_service, own_process, query_vector, serve_tcp_hop
 from milvus_server import milvus_lite_server, populate
 
 from vllm_ranker import Function, FunctionType, MilvusClient
@@ -78,31 +76,7 @@ def _bare_relay(conn: Any, backend: str) -> None:
 
 def _byte_splice(conn: Any, backend: str) -> None:
     """An extra TCP hop and nothing else: bytes copied both ways, HTTP/2 not parsed (no route could be chosen)."""
-    host, port = backend.removeprefix("http://").rsplit(":", 1)
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-        finally:
-            writer.close()
-
-    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        backend_reader, backend_writer = await asyncio.open_connection(host, int(port))
-        for writer in (client_writer, backend_writer):
-            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with contextlib.suppress(asyncio.CancelledError):  # stopped with the process: no traceback for that
-            await asyncio.gather(
-                pipe(client_reader, backend_writer), pipe(backend_reader, client_writer), return_exceptions=True
-            )
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        conn.send(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until the parent says stop
-        server.close()
-
-    asyncio.run(serve())
+    serve_tcp_hop(conn, backend)
 
 
 def ranker(endpoint: str, query: str) -> Function:
@@ -139,15 +113,15 @@ def main() -> None:
         own_process(_byte_splice, backend) as (splice_uri, _),
         contextlib.ExitStack() as stack,
     ):
-        fronts: dict[str, pymilvus.MilvusClient] = {}
+        contenders: dict[str, pymilvus.MilvusClient] = {}
         if splice_front is not None:
-            front_uri, _ = stack.enter_context(own_process(splice_front.serve, backend))
-            fronts["splicing front"] = pymilvus.MilvusClient(uri=front_uri)
+            front_uri, front_conn = stack.enter_context(own_process(splice_front.serve, backend))
+            contenders["splicing front"] = pymilvus.MilvusClient(uri=front_uri)
         populate(backend, args.docs)
         direct = pymilvus.MilvusClient(uri=backend)
         via = pymilvus.MilvusClient(uri=gw)
-        relay = pymilvus.MilvusClient(uri=relay_uri)
-        splice = pymilvus.MilvusClient(uri=splice_uri)
+        contenders |= {"bare relay": pymilvus.MilvusClient(uri=relay_uri)}
+        contenders |= {"byte splice": pymilvus.MilvusClient(uri=splice_uri)}
         ours = MilvusClient(uri=backend)
         vector = query_vector(1)
         fn = ranker(endpoint, "vector search latency")
@@ -161,9 +135,7 @@ def main() -> None:
             {
                 "direct": lambda: direct.search("bench", **plain_kwargs),
                 "gateway": lambda: via.search("bench", **plain_kwargs),
-                "bare relay": lambda: relay.search("bench", **plain_kwargs),
-                "byte splice": lambda: splice.search("bench", **plain_kwargs),
-                **{name: functools.partial(c.search, "bench", **plain_kwargs) for name, c in fronts.items()},
+                **{name: functools.partial(c.search, "bench", **plain_kwargs) for name, c in contenders.items()},
                 "client rerank": lambda: ours.search("bench", **rerank_kwargs),
                 "gateway rerank": lambda: via.search("bench", **rerank_kwargs),
             },
@@ -174,8 +146,12 @@ def main() -> None:
             lambda i: clients[i % 4].search("bench", **rerank_kwargs), args.threads, args.per_thread
         )
         through_client = throughput(lambda i: ours.search("bench", **rerank_kwargs), args.threads, args.per_thread)
-        for client in (direct, via, relay, splice, ours, *clients, *fronts.values()):
+        for client in (direct, via, ours, *clients, *contenders.values()):
             client.close()
+        if splice_front is not None:
+            front_conn.send("tally")
+            tally = front_conn.recv()
+            assert tally["searches parsed"] >= args.repeats, f"the splicing front did not route the searches: {tally}"
 
     ms = {name: value * 1000 for name, value in medians.items()}
     print(f"collection: {args.docs} docs, dim {DIM}, limit 10, {args.repeats} interleaved repeats (p50)")
@@ -204,7 +180,8 @@ def main() -> None:
         print(
             f"the splicing front's prototype (benchmarks/splice_front.py: frames cut, request headers decoded, "
             f"searches held and parsed) costs {ms['splicing front'] - ms['direct']:.2f} ms per call (passthrough "
-            f"ratio {ms['splicing front'] / ms['direct']:.2f})"
+            f"ratio {ms['splicing front'] / ms['direct']:.2f}); it saw {tally['calls']} calls, held and parsed "
+            f"{tally['searches parsed']} searches, saw {tally['calls ended']} ended by the backend"
         )
     else:
         print("(pip install hpack to measure the splicing front's prototype as well)")

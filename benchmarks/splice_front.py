@@ -14,12 +14,11 @@ Needs ``hpack`` (``pip install hpack``); ``gateway.py`` measures this front besi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import struct
 from typing import Any
 
 import hpack  # type: ignore[import-not-found, unused-ignore]
+from common import serve_tcp_hop
 from pymilvus.grpc_gen import milvus_pb2
 
 SEARCHES = {
@@ -30,6 +29,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, SETTINGS, CONTINUATION = 0x0, 0x1, 0x4, 0x9
 END_STREAM, END_HEADERS, PADDED, PRIORITY, ACK = 0x1, 0x4, 0x8, 0x20, 0x1
 HEADER_TABLE_SIZE = 0x1
+# What the front saw, for the benchmark to check that it did route: calls whose headers it decoded, searches it held
+# and parsed, calls the backend ended.
+TALLY = {"calls": 0, "searches parsed": 0, "calls ended": 0}
 
 
 def _no_dynamic_table(payload: bytes) -> bytes:
@@ -37,6 +39,19 @@ def _no_dynamic_table(payload: bytes) -> bytes:
     entries = [struct.unpack_from(">HI", payload, i) for i in range(0, len(payload), 6)]
     entries = [(key, value) for key, value in entries if key != HEADER_TABLE_SIZE] + [(HEADER_TABLE_SIZE, 0)]
     return b"".join(struct.pack(">HI", key, value) for key, value in entries)
+
+
+def _cut(buffer: bytes) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
+    """The whole frames at the start of ``buffer`` as (type, flags, stream, frame bytes), and what is left."""
+    frames, at = [], 0
+    while len(buffer) - at >= 9:
+        end = at + 9 + int.from_bytes(buffer[at : at + 3], "big")
+        if end > len(buffer):
+            break
+        stream = int.from_bytes(buffer[at + 5 : at + 9], "big") & 0x7FFFFFFF
+        frames.append((buffer[at + 3], buffer[at + 4], stream, buffer[at:end]))
+        at = end
+    return frames, buffer[at:]
 
 
 def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
@@ -55,7 +70,6 @@ class _Upstream:
         self.block: dict[int, bytes] = {}  # header block fragments until END_HEADERS
         self.held: dict[int, list[bytes]] = {}  # stream -> the frames of a search request, held
         self.kinds: dict[int, Any] = {}
-        self.routed = 0
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -66,16 +80,8 @@ class _Upstream:
             out.append(self.buffer[: len(PREFACE)])
             self.buffer = self.buffer[len(PREFACE) :]
             self.preface_seen = True
-        view, at = self.buffer, 0
-        while len(view) - at >= 9:
-            length = int.from_bytes(view[at : at + 3], "big")
-            end = at + 9 + length
-            if end > len(view):
-                break
-            kind, flags = view[at + 3], view[at + 4]
-            stream = int.from_bytes(view[at + 5 : at + 9], "big") & 0x7FFFFFFF
-            frame = view[at:end]
-            at = end
+        frames, self.buffer = _cut(self.buffer)
+        for kind, flags, stream, frame in frames:
             if kind == SETTINGS and not flags & ACK:
                 frame = _frame(SETTINGS, flags, 0, _no_dynamic_table(frame[9:]))
             elif kind in (HEADERS, CONTINUATION):
@@ -86,7 +92,6 @@ class _Upstream:
                     out.extend(self._judge(stream))
                 continue
             out.append(frame)
-        self.buffer = view[at:]
         if out:
             self.writer.write(b"".join(out))
 
@@ -104,7 +109,7 @@ class _Upstream:
             return
         for name, value in self.decoder.decode(fragment, raw=True):
             if name == b":path":
-                self.routed += 1
+                TALLY["calls"] += 1
                 if value in SEARCHES:
                     self.held[stream] = []
                     self.kinds[stream] = SEARCHES[value]
@@ -115,53 +120,30 @@ class _Upstream:
         message = b"".join(frame[9:] for frame in frames)  # unpadded DATA from the SDKs
         request = self.kinds.pop(stream).FromString(message[5:])
         request.HasField("function_score")  # a real front answers the model-ranker ones itself
+        TALLY["searches parsed"] += 1
         return frames
 
 
 def serve(conn: Any, backend: str) -> None:
-    """The front in this process, for ``common.own_process``: sends its URI, stops when told."""
-    host, port = backend.removeprefix("http://").rsplit(":", 1)
+    """The front in this process, for ``common.own_process``: sends its URI, answers "tally" with ``TALLY``."""
 
-    async def downstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Backend -> SDK: copied as it came, cut at frame headers to see where calls end (a front's metrics)."""
-        pending, ended = b"", 0
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                view, at = pending + data, 0
-                while len(view) - at >= 9:
-                    end = at + 9 + int.from_bytes(view[at : at + 3], "big")
-                    if end > len(view):
-                        break
-                    if view[at + 3] == HEADERS and view[at + 4] & END_STREAM:
-                        ended += 1
-                    at = end
-                pending = view[at:]
-        finally:
-            writer.close()
-
-    async def upstream(reader: asyncio.StreamReader, front: _Upstream) -> None:
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        front = _Upstream(writer)
         try:
             while data := await reader.read(65536):
                 front.feed(data)
         finally:
-            front.writer.close()
+            writer.close()
 
-    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        backend_reader, backend_writer = await asyncio.open_connection(host, int(port))
-        for writer in (client_writer, backend_writer):
-            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with contextlib.suppress(asyncio.CancelledError):  # stopped with the process: no traceback for that
-            await asyncio.gather(
-                upstream(client_reader, _Upstream(backend_writer)),
-                downstream(backend_reader, client_writer),
-                return_exceptions=True,
-            )
+    async def downstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Backend -> SDK: copied as it came, cut at frames to see where calls end (a front's bookkeeping)."""
+        pending = b""
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                frames, pending = _cut(pending + data)
+                TALLY["calls ended"] += sum(1 for kind, flags, *_ in frames if kind == HEADERS and flags & END_STREAM)
+        finally:
+            writer.close()
 
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        conn.send(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until the parent says stop
-        server.close()
-
-    asyncio.run(main())
+    serve_tcp_hop(conn, backend, upstream, downstream, commands=lambda _: dict(TALLY))
