@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 _SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
 # Forwarded RPCs after which a collection's cached schema may be stale.
-_SCHEMA_CHANGES = {
+SCHEMA_CHANGES = {
     SERVICE + name
     for name in (
         "CreateCollection",
@@ -68,11 +68,34 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             return _streaming_handler(self.backend, method, client_streaming, server_streaming)
 
         def unary(payload: bytes, context: grpc.ServicerContext) -> bytes:
-            return self._unary(method, payload, context)
+            return self.unary_call(method, payload, context)
 
         return grpc.unary_unary_rpc_method_handler(unary)  # unknown methods: unary, the common case
 
-    def _unary(self, method: str, payload: bytes, context: grpc.ServicerContext) -> bytes:
+    def claims(self, method: str, payload: bytes) -> bool:
+        """Whether the gateway answers this call itself: a Search/HybridSearch with a model ranker, or with a
+        ranker pymilvus refuses to build (answered with its message). A request that does not parse is the
+        backend's to refuse."""
+        if method not in (SEARCH, HYBRID_SEARCH):
+            return False
+        request: Any
+        try:
+            if method == SEARCH:
+                request = milvus_pb2.SearchRequest.FromString(payload)
+            else:
+                request = milvus_pb2.HybridSearchRequest.FromString(payload)
+        except Exception:
+            return False
+        if not request.HasField("function_score"):
+            return False
+        try:
+            return model_function(request.function_score) is not None
+        except Exception:
+            return True
+
+    def unary_call(self, method: str, payload: bytes, context: grpc.ServicerContext) -> bytes:
+        """One unary call: reranked when it is ours, else forwarded; ``context`` is the gRPC server's or the
+        splicing front's ``LocalCall``."""
         started = time.perf_counter()
         route, outcome = "passthrough", "ok"
         try:
@@ -89,8 +112,8 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             except grpc.RpcError as exc:
                 outcome = exc.code().name if hasattr(exc, "code") else "error"
                 return self._backend_failed(method, exc, context)
-            if method in _SCHEMA_CHANGES:
-                self._forget(method, payload, metadata)
+            if method in SCHEMA_CHANGES:
+                self.forget(method, payload, metadata)
             return answer
         finally:
             metrics.observe(method, route, outcome, time.perf_counter() - started)
@@ -149,7 +172,7 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             status = status_of(exc)
         return milvus_pb2.SearchResults(status=status).SerializeToString(), "error"
 
-    def _forget(self, method: str, payload: bytes, metadata: Metadata) -> None:
+    def forget(self, method: str, payload: bytes, metadata: Metadata) -> None:
         described = _SERVICE.methods_by_name[method.rpartition("/")[2]]
         request: Any = message_factory.GetMessageClass(described.input_type).FromString(payload)
         name = getattr(request, "collection_name", "") or getattr(request, "oldName", "")

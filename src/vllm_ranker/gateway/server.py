@@ -12,7 +12,8 @@ from pathlib import Path
 
 import grpc
 
-from .backend import MESSAGE_OPTIONS, Backend, BackendError, LiteServer, is_lite_file
+from .backend import MESSAGE_OPTIONS, Backend, BackendError, LiteServer, grpc_target, is_lite_file
+from .front import Front
 from .proxy import GatewayHandler
 from .rerank import Reranker
 
@@ -48,6 +49,7 @@ class Gateway:
         tls_key: str | None = None,
         workers: int = DEFAULT_WORKERS,
         grace: float = DEFAULT_GRACE_S,
+        splice: bool = True,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise GatewayError("give both --tls-cert and --tls-key (PEM files), or neither")
@@ -60,6 +62,10 @@ class Gateway:
         self.tls = (tls_cert, tls_key) if tls_cert and tls_key else None
         self.workers = workers
         self.grace = grace
+        # The splicing front (front.py) serves plain-TCP callers of a plain-TCP backend; TLS on either side, or a
+        # --token to add to callers' headers, needs calls terminated: the gRPC server alone serves those.
+        self.splice = splice
+        self._front: Front | None = None
         self._lite: LiteServer | None = None
         self._backend: Backend | None = None
         self._server: grpc.Server | None = None
@@ -95,7 +101,10 @@ class Gateway:
                 options=[*MESSAGE_OPTIONS, *SERVER_KEEPALIVE],
                 maximum_concurrent_rpcs=None,
             )
-            address = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
+            backend_address, backend_tls = grpc_target(target)
+            front = self.splice and credentials is None and self._backend.token_header is None and not backend_tls
+            host, port = ("127.0.0.1", 0) if front else (self.host, self.port)
+            address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
             try:
                 bound = (
                     server.add_secure_port(address, credentials)
@@ -109,9 +118,23 @@ class Gateway:
                     f"cannot listen on {address}: the port is in use or the address is not this machine's; "
                     "give another --port or --host"
                 )
-            self.port = bound
             server.start()
             self._server = server
+            if not front:
+                self.port = bound
+            else:
+                backend_host, _, backend_port = backend_address.rpartition(":")
+                self._front = Front(
+                    (self.host, self.port), (backend_host.strip("[]"), int(backend_port)), bound, handler, self._pool
+                )
+                try:
+                    self.port = self._front.start()
+                except OSError:
+                    self._front = None
+                    raise GatewayError(
+                        f"cannot listen on {self.host}:{self.port}: the port is in use or the address is not this "
+                        "machine's; give another --port or --host"
+                    ) from None
         except BaseException:
             self.stop(0)
             raise
@@ -136,9 +159,13 @@ class Gateway:
 
     def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, let calls in flight finish within ``grace`` seconds, then close the backend."""
+        grace = self.grace if grace is None else grace
+        front, self._front = self._front, None
+        if front is not None:
+            front.stop(grace)
         server, self._server = self._server, None
         if server is not None:
-            server.stop(self.grace if grace is None else grace).wait()
+            server.stop(grace).wait()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)  # grpc leaves its executor running: its threads would outlive the gateway
