@@ -20,7 +20,6 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
 from typing import cast
 
 import grpc
@@ -31,6 +30,7 @@ from . import metrics
 from .local_call import LocalCall, Result, answer_frames, serve
 from .proxy import SCHEMA_CHANGES, GatewayHandler
 from .rerank import HYBRID_SEARCH, SEARCH
+from .streams import Call, Held, Local, same_table, table_state
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +44,6 @@ _RECENTLY_ANSWERED = 1024
 
 class ProtocolError(Exception):
     """The SDK or the backend sent what the front cannot follow: the connection is closed."""
-
-
-@dataclass
-class _Call:
-    """A call passed to the backend, in flight."""
-
-    method: str
-    headers: list[tuple[bytes, bytes]]
-    started: float = field(default_factory=time.perf_counter)
-    copy: bytearray | None = None  # the request of a schema change, to forget the schema once it succeeded
-
-
-@dataclass
-class _Held:
-    frames: list[bytes] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)
-    flow: int = 0  # flow-controlled bytes (padding included)
-
-
-@dataclass
-class _Local:
-    """A call the front answers: its request as received, then its answer as it is written."""
-
-    method: str
-    context: LocalCall
-    window: int  # what the SDK's stream window still takes
-    data: list[bytes] = field(default_factory=list)
-    head: bytes = b""
-    body: bytes = b""
-    tail: bytes | None = None  # set once answered
 
 
 class Splice:
@@ -96,10 +66,10 @@ class Splice:
         self._down_decoder.max_allowed_table_size = 1 << 24
         self._fragments: dict[int, tuple[int, bytes]] = {}
         self._down_fragments: dict[int, tuple[int, bytes]] = {}
-        self._calls: dict[int, _Call] = {}
-        self._held: dict[int, _Held] = {}
+        self._calls: dict[int, Call] = {}
+        self._held: dict[int, Held] = {}
         self._held_total = 0
-        self._local: dict[int, _Local] = {}
+        self._local: dict[int, Local] = {}
         self._answered: OrderedDict[int, None] = OrderedDict()  # local streams done: late frames are dropped
         self._client_initial = wire.DEFAULT_WINDOW  # the SDK's wire.SETTINGS_INITIAL_WINDOW_SIZE
         self._client_window = wire.DEFAULT_WINDOW  # the SDK's connection window, as the front counts it
@@ -127,6 +97,8 @@ class Splice:
         frames, self._up = wire.cut(buffer)
         for kind, flags, stream, raw in frames:
             forward: bytes | None = raw
+            if kind not in (wire.DATA, wire.RST_STREAM, wire.WINDOW_UPDATE) and stream in self._held:
+                self._unwithhold(stream)  # the backend must know a stream before any frame of it
             if kind == wire.DATA:
                 forward = self._request_data(flags, stream, raw)
             elif kind == wire.HEADERS or kind == 9:  # CONTINUATION
@@ -143,10 +115,15 @@ class Splice:
             self.to_backend.write(b"".join(self._out))
             self._out.clear()
 
-    def _request_headers(self, kind: int, flags: int, stream: int, raw: bytes) -> bytes:
-        """Every block is decoded and forwarded, even of a call the front answers: the SDK's HPACK encoder and the
-        backend's decoder must see the same blocks."""
+    def _request_headers(self, kind: int, flags: int, stream: int, raw: bytes) -> bytes | None:
+        """Every block is decoded, and forwarded unless it is a search's that changed no HPACK state: the SDK's
+        encoder and the backend's decoder must see the same table changes, but a block of indexed and literal
+        fields only may stay unsent, and then a search the front answers costs the backend nothing."""
         if kind == wire.HEADERS:
+            # Withheld blocks go first: streams open in the order of their ids, and a withheld block must be
+            # decoded by the backend against the table it was encoded with.
+            for earlier in self._held:
+                self._unwithhold(earlier)
             if stream in self._held:  # trailers of a request: release what was held, in order
                 self._release(stream)
             fragment, first_flags = wire.block_fragment(flags, raw[9:]), flags
@@ -156,17 +133,22 @@ class Splice:
         if not flags & wire.END_HEADERS:
             self._fragments[stream] = (first_flags, fragment)
             return raw
+        table = self._decoder.header_table
+        before = table_state(table)
         try:
             headers = cast(list[tuple[bytes, bytes]], self._decoder.decode(fragment, raw=True))
         except hpack.HPACKError as exc:
             raise ProtocolError(f"undecodable request headers: {exc}") from None
         if stream not in self._calls and stream not in self._local and stream not in self._answered:
             method = next((v for k, v in headers if k == b":path"), b"").decode("utf-8", "replace")
-            call = self._calls[stream] = _Call(method, headers)
+            call = self._calls[stream] = Call(method, headers)
             if method in SCHEMA_CHANGES:
                 call.copy = bytearray()
             if method in (SEARCH, HYBRID_SEARCH) and not first_flags & wire.END_STREAM:
-                self._held[stream] = _Held()
+                held = self._held[stream] = Held()
+                if kind == wire.HEADERS and same_table(before, table_state(table)):
+                    held.headers = raw
+                    return None
         return raw
 
     def _request_data(self, flags: int, stream: int, raw: bytes) -> bytes | None:
@@ -196,7 +178,16 @@ class Splice:
             self._take_over(stream)
         return None
 
+    def _unwithhold(self, stream: int) -> None:
+        held = self._held[stream]
+        if held.headers:
+            self._out.append(held.headers)
+            held.headers = b""
+            if held.window:
+                self._out.append(wire.window_update(stream, held.window))
+
     def _release(self, stream: int) -> None:
+        self._unwithhold(stream)
         held = self._held.pop(stream)
         self._held_total -= held.flow
         self._out.extend(held.frames)
@@ -210,22 +201,23 @@ class Splice:
             return
         del self._held[stream]
         self._held_total -= held.flow
-        local = self._become_local(stream, call)
-        if held.flow:
-            self.to_client.write(wire.window_update(0, held.flow))
+        local = self._become_local(stream, call, held)
+        local.credit = held.flow  # the SDK has sent all it will on this stream: the credit can wait for the answer
         self._dispatch(stream, local, payload)
 
     def _take_over(self, stream: int) -> None:
         held = self._held.pop(stream)
         self._held_total -= held.flow
-        local = self._become_local(stream, self._calls[stream])
+        local = self._become_local(stream, self._calls[stream], held)
         local.data = held.data
         self.to_client.write(wire.window_update(0, held.flow) + wire.window_update(stream, held.flow))
 
-    def _become_local(self, stream: int, call: _Call) -> _Local:
+    def _become_local(self, stream: int, call: Call, held: Held) -> Local:
         del self._calls[stream]
-        self._out.append(wire.rst_stream(stream))  # the backend drops the call it has only seen the headers of
-        local = self._local[stream] = _Local(call.method, LocalCall(call.headers), self._client_initial)
+        if not held.headers:  # the backend drops the call it has only seen the headers of
+            self._out.append(wire.rst_stream(stream))
+        window = self._client_initial + held.window
+        local = self._local[stream] = Local(call.method, LocalCall(call.headers), window)
         return local
 
     def _client_settings(self, flags: int, payload: bytes) -> bytes:
@@ -247,6 +239,10 @@ class Splice:
             if not kept:
                 return raw
             return wire.window_update(0, increment - kept) if increment > kept else None
+        held = self._held.get(stream)
+        if held is not None and held.headers:
+            held.window += increment
+            return None
         local = self._local.get(stream)
         if local is not None:
             local.window += increment
@@ -269,11 +265,11 @@ class Splice:
             if held.flow:
                 self.to_client.write(wire.window_update(0, held.flow))
         self._end(stream, b"1")
-        return raw
+        return None if held is not None and held.headers else raw  # a stream the backend never saw: nothing to end
 
     # The front's own answers
 
-    def _dispatch(self, stream: int, local: _Local, payload: bytes | None) -> None:
+    def _dispatch(self, stream: int, local: Local, payload: bytes | None) -> None:
         try:
             future = self.pool.submit(serve, self.handler, local.method, payload, local.context)
         except RuntimeError:  # the gateway is stopping
@@ -281,20 +277,23 @@ class Splice:
             return
         future.add_done_callback(lambda done: self._from_worker(stream, local, done))
 
-    def _from_worker(self, stream: int, local: _Local, done: Future[Result]) -> None:
+    def _from_worker(self, stream: int, local: Local, done: Future[Result]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed: the connection is gone
             self.loop.call_soon_threadsafe(self._answer, stream, local, done.result())
 
-    def _answer(self, stream: int, local: _Local, result: Result) -> None:
+    def _answer(self, stream: int, local: Local, result: Result) -> None:
         if self.closed or self._local.get(stream) is not local:
             return  # the SDK reset the stream or hung up
         local.head, local.body, local.tail = answer_frames(stream, result)
         self._flush(stream, local)
 
-    def _flush(self, stream: int, local: _Local) -> None:
+    def _flush(self, stream: int, local: Local) -> None:
         """Write what the SDK's windows take of an answer; the rest waits for its credits."""
         out = [local.head]
         local.head = b""
+        if local.credit:
+            out.insert(0, wire.window_update(0, local.credit))
+            local.credit = 0
         while local.body:
             room = min(wire.MAX_FRAME, local.window, self._client_window)
             if room <= 0:
