@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # with, so the SDK never waits for a credit the backend cannot give (it has not seen the bytes).
 HOLD_LIMIT = 16384
 HOLD_TOTAL = 32768
+# SDK connection credits kept back at most: a backend always has the other 48 KiB of the 65,535-byte window it
+# started with, so it never waits on credits the front keeps.
+CREDIT_BATCH = 16384
 _CODE_NAMES = {str(code.value[0]).encode(): code.name for code in grpc.StatusCode}
 _RECENTLY_ANSWERED = 1024
 
@@ -74,6 +77,7 @@ class Splice:
         self._client_initial = wire.DEFAULT_WINDOW  # the SDK's wire.SETTINGS_INITIAL_WINDOW_SIZE
         self._client_window = wire.DEFAULT_WINDOW  # the SDK's connection window, as the front counts it
         self._owed = 0  # SDK credits to keep back: for answer bytes the front wrote
+        self._credit = 0  # SDK connection credits not yet passed on (see _client_credit)
         self._out: list[bytes] = []
         self.closed = False
 
@@ -111,6 +115,9 @@ class Splice:
                 forward = self._client_reset(stream, raw)
             if forward is not None:
                 self._out.append(forward)
+        if self._credit and (self._out or self._credit >= CREDIT_BATCH):
+            self._out.append(wire.window_update(0, self._credit))
+            self._credit = 0
         if self._out:
             self.to_backend.write(b"".join(self._out))
             self._out.clear()
@@ -236,9 +243,10 @@ class Splice:
             kept = min(increment, self._owed)
             self._owed -= kept
             self._flush_waiting()
-            if not kept:
-                return raw
-            return wire.window_update(0, increment - kept) if increment > kept else None
+            # Passed on with the next frames to the backend, or once they add up: a write of its own per answer
+            # costs a system call (as much as the rest of a locally answered search on a small machine).
+            self._credit += increment - kept
+            return None
         held = self._held.get(stream)
         if held is not None and held.headers:
             held.window += increment
