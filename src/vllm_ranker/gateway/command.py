@@ -62,6 +62,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--grace", type=float, default=DEFAULT_GRACE_S, help="seconds calls in flight get to finish on SIGTERM"
     )
     parser.add_argument(
+        "--no-splice",
+        action="store_true",
+        help="end every call in the gateway's gRPC server instead of splicing SDK connections to the backend "
+        "(slower; TLS, --token and TLS backends always do)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -105,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         workers=args.workers,
         grace=args.grace,
+        splice=not args.no_splice,
     )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
