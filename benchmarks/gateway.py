@@ -9,8 +9,8 @@ A bare relay (a dozen lines of grpcio forwarding bytes, nothing else) runs besid
 Python gRPC hop on this machine: the gateway is compared with it too, so a miss says whether our code or the hop
 itself costs the time. A byte splice (asyncio copying TCP bytes both ways, no HTTP/2 parsed) runs too: what the
 extra socket hop alone costs, so the rest of the relay's cost is terminating gRPC in Python (docs/gateway.md).
-With ``hpack`` installed, the splicing front's prototype (splice_front.py) runs as well: what the passthrough path
-of a front that stops terminating gRPC would cost.
+The gateway's own port is a splicing front (src/vllm_ranker/gateway/front.py) unless TLS or --token turn it off;
+its measuring prototype (splice_front.py, the passthrough path only) runs beside it as a further floor.
 
 Milvus (``milvus-lite server``), the rerank service and the gateway each run in their own process, as deployed.
 
@@ -34,7 +34,7 @@ from milvus_server import milvus_lite_server, populate
 
 from vllm_ranker import Function, FunctionType, MilvusClient
 
-try:  # the splicing front's prototype needs hpack, which the project does not install
+try:  # the prototype needs hpack (a dependency of the project since the gateway's front is built)
     import splice_front
 except ImportError:
     splice_front = None  # type: ignore[assignment]
