@@ -109,7 +109,7 @@ class Front:
                     feed(data)
                 await writer.drain()
         except ProtocolError as exc:
-            log.warning("closing a connection: %s", exc)
+            log.info("closing a connection: %s", exc)
         except (OSError, ConnectionError):
             pass
 
