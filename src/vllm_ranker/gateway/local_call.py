@@ -78,9 +78,6 @@ class LocalCall:
         for callback in callbacks:
             callback()
 
-    def is_active(self) -> bool:
-        return not self.cancelled
-
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise Aborted(code, details)
 

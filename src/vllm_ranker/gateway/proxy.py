@@ -78,12 +78,8 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         backend's to refuse."""
         if method not in (SEARCH, HYBRID_SEARCH):
             return False
-        request: Any
         try:
-            if method == SEARCH:
-                request = milvus_pb2.SearchRequest.FromString(payload)
-            else:
-                request = milvus_pb2.HybridSearchRequest.FromString(payload)
+            request = _search_request(method, payload)
         except Exception:
             return False
         if not request.HasField("function_score"):
@@ -133,11 +129,7 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         self, method: str, payload: bytes, metadata: Metadata, timeout: float | None, context: grpc.ServicerContext
     ) -> tuple[bytes, str] | None:
         """The answer of a reranked search and its outcome, or None when the search is not ours to rerank."""
-        request: Any
-        if method == SEARCH:
-            request = milvus_pb2.SearchRequest.FromString(payload)
-        else:
-            request = milvus_pb2.HybridSearchRequest.FromString(payload)
+        request = _search_request(method, payload)
         if not request.HasField("function_score"):
             return None
         try:
@@ -177,6 +169,13 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         request: Any = message_factory.GetMessageClass(described.input_type).FromString(payload)
         name = getattr(request, "collection_name", "") or getattr(request, "oldName", "")
         self.reranker.forget(getattr(request, "db_name", "") or _first(metadata, "dbname"), name)
+
+
+def _search_request(method: str, payload: bytes) -> Any:
+    """The SearchRequest or HybridSearchRequest of a Search / HybridSearch call."""
+    if method == SEARCH:
+        return milvus_pb2.SearchRequest.FromString(payload)
+    return milvus_pb2.HybridSearchRequest.FromString(payload)
 
 
 def _first(metadata: Metadata, key: str) -> str:

@@ -105,7 +105,7 @@ class Splice:
                 self._unwithhold(stream)  # the backend must know a stream before any frame of it
             if kind == wire.DATA:
                 forward = self._request_data(flags, stream, raw)
-            elif kind == wire.HEADERS or kind == 9:  # CONTINUATION
+            elif kind in (wire.HEADERS, wire.CONTINUATION):
                 forward = self._request_headers(kind, flags, stream, raw)
             elif kind == wire.SETTINGS and not flags & wire.ACK:
                 forward = self._client_settings(flags, raw[9:])
@@ -133,19 +133,12 @@ class Splice:
                 self._unwithhold(earlier)
             if stream in self._held:  # trailers of a request: release what was held, in order
                 self._release(stream)
-            fragment, first_flags = wire.block_fragment(flags, raw[9:]), flags
-        else:
-            first_flags, fragment = self._fragments.pop(stream, (0, b""))
-            fragment += raw[9:]
-        if not flags & wire.END_HEADERS:
-            self._fragments[stream] = (first_flags, fragment)
-            return raw
         table = self._decoder.header_table
         before = table_state(table)
-        try:
-            headers = cast(list[tuple[bytes, bytes]], self._decoder.decode(fragment, raw=True))
-        except hpack.HPACKError as exc:
-            raise ProtocolError(f"undecodable request headers: {exc}") from None
+        block = _whole_block(self._fragments, self._decoder, kind, flags, stream, raw)
+        if block is None:
+            return raw
+        first_flags, headers = block
         if stream not in self._calls and stream not in self._local and stream not in self._answered:
             method = next((v for k, v in headers if k == b":path"), b"").decode("utf-8", "replace")
             call = self._calls[stream] = Call(method, headers)
@@ -340,7 +333,7 @@ class Splice:
                         self.to_backend.write(wire.window_update(0, len(raw) - 9))
                     continue
                 self._client_window -= len(raw) - 9
-            elif kind == wire.HEADERS or kind == 9:
+            elif kind in (wire.HEADERS, wire.CONTINUATION):
                 self._response_headers(kind, flags, stream, raw)  # decoded even when dropped: HPACK stays in step
             elif kind == wire.RST_STREAM and not ours:
                 self._end(stream, b"1")
@@ -351,18 +344,10 @@ class Splice:
             self.to_client.write(b"".join(out))
 
     def _response_headers(self, kind: int, flags: int, stream: int, raw: bytes) -> None:
-        if kind == wire.HEADERS:
-            fragment, first_flags = wire.block_fragment(flags, raw[9:]), flags
-        else:
-            first_flags, fragment = self._down_fragments.pop(stream, (0, b""))
-            fragment += raw[9:]
-        if not flags & wire.END_HEADERS:
-            self._down_fragments[stream] = (first_flags, fragment)
+        block = _whole_block(self._down_fragments, self._down_decoder, kind, flags, stream, raw)
+        if block is None:
             return
-        try:
-            headers = self._down_decoder.decode(fragment, raw=True)
-        except hpack.HPACKError as exc:
-            raise ProtocolError(f"undecodable answer headers: {exc}") from None
+        first_flags, headers = block
         if first_flags & wire.END_STREAM:
             self._end(stream, next((v for k, v in headers if k == b"grpc-status"), b"0"))
 
@@ -392,3 +377,22 @@ class Splice:
         for local in self._local.values():
             local.context.cancel()
         self._local.clear()
+
+
+def _whole_block(
+    fragments: dict[int, tuple[int, bytes]], decoder: hpack.Decoder, kind: int, flags: int, stream: int, raw: bytes
+) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+    """The flags of a header block's HEADERS frame and its decoded fields once the block is whole (None before:
+    the fragment is kept in ``fragments`` until its CONTINUATION frames end it)."""
+    if kind == wire.HEADERS:
+        first_flags, fragment = flags, wire.block_fragment(flags, raw[9:])
+    else:
+        first_flags, fragment = fragments.pop(stream, (0, b""))
+        fragment += raw[9:]
+    if not flags & wire.END_HEADERS:
+        fragments[stream] = (first_flags, fragment)
+        return None
+    try:
+        return first_flags, cast(list[tuple[bytes, bytes]], decoder.decode(fragment, raw=True))
+    except hpack.HPACKError as exc:
+        raise ProtocolError(f"undecodable header block on stream {stream}: {exc}") from None
