@@ -14,48 +14,34 @@ Needs ``hpack`` (``pip install hpack``); ``gateway.py`` measures this front besi
 from __future__ import annotations
 
 import asyncio
-import struct
 from typing import Any
 
 import hpack  # type: ignore[import-not-found, unused-ignore]
 from common import serve_tcp_hop
 from pymilvus.grpc_gen import milvus_pb2
 
+from vllm_ranker.gateway.h2wire import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
+    PREFACE,
+    SETTINGS,
+    block_fragment,
+    cut,
+    frame,
+    without_header_table,
+)
+
 SEARCHES = {
     b"/milvus.proto.milvus.MilvusService/Search": milvus_pb2.SearchRequest,
     b"/milvus.proto.milvus.MilvusService/HybridSearch": milvus_pb2.HybridSearchRequest,
 }
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, SETTINGS, CONTINUATION = 0x0, 0x1, 0x4, 0x9
-END_STREAM, END_HEADERS, PADDED, PRIORITY, ACK = 0x1, 0x4, 0x8, 0x20, 0x1
-HEADER_TABLE_SIZE = 0x1
 # What the front saw, for the benchmark to check that it did route: calls whose headers it decoded, searches it held
 # and parsed, calls the backend ended.
 TALLY = {"calls": 0, "searches parsed": 0, "calls ended": 0}
-
-
-def _no_dynamic_table(payload: bytes) -> bytes:
-    """The SDK's SETTINGS with SETTINGS_HEADER_TABLE_SIZE set to 0 (appended when absent)."""
-    entries = [struct.unpack_from(">HI", payload, i) for i in range(0, len(payload), 6)]
-    entries = [(key, value) for key, value in entries if key != HEADER_TABLE_SIZE] + [(HEADER_TABLE_SIZE, 0)]
-    return b"".join(struct.pack(">HI", key, value) for key, value in entries)
-
-
-def _cut(buffer: bytes) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
-    """The whole frames at the start of ``buffer`` as (type, flags, stream, frame bytes), and what is left."""
-    frames, at = [], 0
-    while len(buffer) - at >= 9:
-        end = at + 9 + int.from_bytes(buffer[at : at + 3], "big")
-        if end > len(buffer):
-            break
-        stream = int.from_bytes(buffer[at + 5 : at + 9], "big") & 0x7FFFFFFF
-        frames.append((buffer[at + 3], buffer[at + 4], stream, buffer[at:end]))
-        at = end
-    return frames, buffer[at:]
-
-
-def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream) + payload
 
 
 class _Upstream:
@@ -80,29 +66,24 @@ class _Upstream:
             out.append(self.buffer[: len(PREFACE)])
             self.buffer = self.buffer[len(PREFACE) :]
             self.preface_seen = True
-        frames, self.buffer = _cut(self.buffer)
-        for kind, flags, stream, frame in frames:
+        frames, self.buffer = cut(self.buffer)
+        for kind, flags, stream, raw in frames:
             if kind == SETTINGS and not flags & ACK:
-                frame = _frame(SETTINGS, flags, 0, _no_dynamic_table(frame[9:]))
+                raw = frame(SETTINGS, flags, 0, without_header_table(raw[9:]))
             elif kind in (HEADERS, CONTINUATION):
-                self._headers(kind, flags, stream, frame[9:])
+                self._headers(kind, flags, stream, raw[9:])
             elif kind == DATA and stream in self.held:
-                self.held[stream].append(frame)
+                self.held[stream].append(raw)
                 if flags & END_STREAM:
                     out.extend(self._judge(stream))
                 continue
-            out.append(frame)
+            out.append(raw)
         if out:
             self.writer.write(b"".join(out))
 
     def _headers(self, kind: int, flags: int, stream: int, payload: bytes) -> None:
         if kind == HEADERS:
-            start, stop = 0, len(payload)
-            if flags & PADDED:
-                start, stop = 1, len(payload) - payload[0]
-            if flags & PRIORITY:
-                start += 5
-            payload = payload[start:stop]
+            payload = block_fragment(flags, payload)
         fragment = self.block.pop(stream, b"") + payload
         if not flags & END_HEADERS:
             self.block[stream] = fragment
@@ -117,7 +98,7 @@ class _Upstream:
 
     def _judge(self, stream: int) -> list[bytes]:
         frames = self.held.pop(stream)
-        message = b"".join(frame[9:] for frame in frames)  # unpadded DATA from the SDKs
+        message = b"".join(raw[9:] for raw in frames)  # unpadded DATA from the SDKs
         request = self.kinds.pop(stream).FromString(message[5:])
         request.HasField("function_score")  # a real front answers the model-ranker ones itself
         TALLY["searches parsed"] += 1
@@ -141,7 +122,7 @@ def serve(conn: Any, backend: str) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)
-                frames, pending = _cut(pending + data)
+                frames, pending = cut(pending + data)
                 TALLY["calls ended"] += sum(1 for kind, flags, *_ in frames if kind == HEADERS and flags & END_STREAM)
         finally:
             writer.close()
