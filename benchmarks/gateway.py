@@ -41,13 +41,9 @@ import grpc
 import pymilvus
 from common import DIM, interleaved_medians, loopback_service, own_process, query_vector, serve_tcp_hop
 from milvus_server import milvus_lite_server, populate
+from splice_front import serve as serve_splice_front
 
 from vllm_ranker import Function, FunctionType, MilvusClient
-
-try:  # the prototype needs hpack (a dependency of the project since the gateway's front is built)
-    import splice_front
-except ImportError:
-    splice_front = None  # type: ignore[assignment]
 from vllm_ranker.gateway.backend import MESSAGE_OPTIONS
 from vllm_ranker.gateway.server import SERVER_KEEPALIVE
 
@@ -150,12 +146,9 @@ def main() -> None:
         own_process(_gateway, backend) as (gw, _),
         own_process(_bare_relay, backend) as (relay_uri, _),
         own_process(_byte_splice, backend) as (splice_uri, _),
-        contextlib.ExitStack() as stack,
+        own_process(serve_splice_front, backend) as (front_uri, front_conn),
     ):
-        contenders: dict[str, pymilvus.MilvusClient] = {}
-        if splice_front is not None:
-            front_uri, front_conn = stack.enter_context(own_process(splice_front.serve, backend))
-            contenders["splicing front"] = pymilvus.MilvusClient(uri=front_uri)
+        contenders = {"splicing front": pymilvus.MilvusClient(uri=front_uri)}
         populate(backend, args.docs)
         direct = pymilvus.MilvusClient(uri=backend)
         via = pymilvus.MilvusClient(uri=gw)
@@ -201,10 +194,9 @@ def main() -> None:
                 )
         for client in (direct, via, ours, *clients, *contenders.values()):
             client.close()
-        if splice_front is not None:
-            front_conn.send("tally")
-            tally = front_conn.recv()
-            assert tally["searches parsed"] >= args.repeats, f"the splicing front did not route the searches: {tally}"
+        front_conn.send("tally")
+        tally = front_conn.recv()
+        assert tally["searches parsed"] >= args.repeats, f"the splicing front did not route the searches: {tally}"
 
     ms = {name: value * 1000 for name, value in medians.items()}
     print(f"collection: {args.docs} docs, dim {DIM}, limit 10, {args.repeats} interleaved repeats (p50)")
@@ -240,15 +232,12 @@ def main() -> None:
         f"a byte splice (TCP copied, HTTP/2 not parsed) costs {spliced:.2f} ms per call (passthrough ratio "
         f"{ms['byte splice'] / ms['direct']:.2f}): the rest of the relay's {hop:.2f} ms is terminating gRPC in Python"
     )
-    if "splicing front" in ms:
-        print(
-            f"the splicing front's prototype (benchmarks/splice_front.py: frames cut, request headers decoded, "
-            f"searches held and parsed) costs {ms['splicing front'] - ms['direct']:.2f} ms per call (passthrough "
-            f"ratio {ms['splicing front'] / ms['direct']:.2f}); it saw {tally['calls']} calls, held and parsed "
-            f"{tally['searches parsed']} searches, saw {tally['calls ended']} ended by the backend"
-        )
-    else:
-        print("(pip install hpack to measure the splicing front's prototype as well)")
+    print(
+        f"the splicing front's prototype (benchmarks/splice_front.py: frames cut, request headers decoded, "
+        f"searches held and parsed) costs {ms['splicing front'] - ms['direct']:.2f} ms per call (passthrough "
+        f"ratio {ms['splicing front'] / ms['direct']:.2f}); it saw {tally['calls']} calls, held and parsed "
+        f"{tally['searches parsed']} searches, saw {tally['calls ended']} ended by the backend"
+    )
 
 
 if __name__ == "__main__":

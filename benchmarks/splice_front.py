@@ -8,7 +8,7 @@ call's method; Search/HybridSearch request bytes are held until the request ends
 SETTINGS are rewritten so the backend encodes its headers without a dynamic table (what would let a front drop the
 backend's frames of a call it cancelled). Everything else is copied as it came.
 
-Needs ``hpack`` (``pip install hpack``); ``gateway.py`` measures this front beside the others when it is installed.
+``gateway.py`` measures it beside the gateway's own front (front.py), as a floor.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import hpack  # type: ignore[import-not-found, unused-ignore]
+import hpack
 from common import serve_tcp_hop
 from pymilvus.grpc_gen import milvus_pb2
 

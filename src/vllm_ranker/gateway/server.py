@@ -104,7 +104,7 @@ class Gateway:
             backend_address, backend_tls = grpc_target(target)
             front = self.splice and credentials is None and self._backend.token_header is None and not backend_tls
             host, port = ("127.0.0.1", 0) if front else (self.host, self.port)
-            address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+            address = _address(host, port)
             try:
                 bound = (
                     server.add_secure_port(address, credentials)
@@ -114,10 +114,7 @@ class Gateway:
             except RuntimeError:
                 bound = 0
             if not bound:
-                raise GatewayError(
-                    f"cannot listen on {address}: the port is in use or the address is not this machine's; "
-                    "give another --port or --host"
-                )
+                raise _cannot_listen(address)
             server.start()
             self._server = server
             if not front:
@@ -131,10 +128,7 @@ class Gateway:
                     self.port = self._front.start()
                 except OSError:
                     self._front = None
-                    raise GatewayError(
-                        f"cannot listen on {self.host}:{self.port}: the port is in use or the address is not this "
-                        "machine's; give another --port or --host"
-                    ) from None
+                    raise _cannot_listen(_address(self.host, self.port)) from None
         except BaseException:
             self.stop(0)
             raise
@@ -184,6 +178,17 @@ class Gateway:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _address(host: str, port: int) -> str:
+    return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+
+def _cannot_listen(address: str) -> GatewayError:
+    return GatewayError(
+        f"cannot listen on {address}: the port is in use or the address is not this machine's; "
+        "give another --port or --host"
+    )
 
 
 __all__ = ["BackendError", "Gateway", "GatewayError"]

@@ -186,11 +186,24 @@ class Splice:
             if held.window:
                 self._out.append(wire.window_update(stream, held.window))
 
-    def _release(self, stream: int) -> None:
-        self._unwithhold(stream)
+    def _unhold(self, stream: int) -> Held:
+        """The stream's held request, no longer counted as held."""
         held = self._held.pop(stream)
         self._held_total -= held.flow
-        self._out.extend(held.frames)
+        return held
+
+    def _drop_held(self, stream: int) -> Held | None:
+        """The stream's held request if any, dropped: the SDK is credited for the bytes the backend never saw."""
+        if stream not in self._held:
+            return None
+        held = self._unhold(stream)
+        if held.flow:
+            self.to_client.write(wire.window_update(0, held.flow))
+        return held
+
+    def _release(self, stream: int) -> None:
+        self._unwithhold(stream)
+        self._out.extend(self._unhold(stream).frames)
 
     def _judge(self, stream: int) -> None:
         held = self._held[stream]
@@ -199,15 +212,13 @@ class Splice:
         if payload is None or not self.handler.claims(call.method, payload):
             self._release(stream)
             return
-        del self._held[stream]
-        self._held_total -= held.flow
+        self._unhold(stream)
         local = self._become_local(stream, call, held)
         local.credit = held.flow  # the SDK has sent all it will on this stream: the credit can wait for the answer
         self._dispatch(stream, local, payload)
 
     def _take_over(self, stream: int) -> None:
-        held = self._held.pop(stream)
-        self._held_total -= held.flow
+        held = self._unhold(stream)
         local = self._become_local(stream, self._calls[stream], held)
         local.data = held.data
         self.to_client.write(wire.window_update(0, held.flow) + wire.window_update(stream, held.flow))
@@ -260,11 +271,7 @@ class Splice:
             return None
         if stream in self._answered:
             return None
-        held = self._held.pop(stream, None)
-        if held is not None:
-            self._held_total -= held.flow
-            if held.flow:
-                self.to_client.write(wire.window_update(0, held.flow))
+        held = self._drop_held(stream)
         self._end(stream, b"1")
         return None if held is not None and held.headers else raw  # a stream the backend never saw: nothing to end
 
@@ -355,11 +362,7 @@ class Splice:
         call = self._calls.pop(stream, None)
         if call is None:
             return
-        held = self._held.pop(stream, None)
-        if held is not None:  # the backend answered before the request ended: the held bytes are not its
-            self._held_total -= held.flow
-            if held.flow:
-                self.to_client.write(wire.window_update(0, held.flow))
+        self._drop_held(stream)  # the backend answered before the request ended: the held bytes are not its
         outcome = "ok" if status == b"0" else _CODE_NAMES.get(status, "error")
         metrics.observe(call.method, "passthrough", outcome, time.perf_counter() - call.started)
         if call.copy is not None and status == b"0":
