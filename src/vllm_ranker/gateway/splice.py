@@ -227,8 +227,7 @@ class Splice:
         del self._calls[stream]
         if not held.headers:  # the backend drops the call it has only seen the headers of
             self._out.append(wire.rst_stream(stream))
-        window = self._client_initial + held.window
-        local = self._local[stream] = Local(call.method, LocalCall(call.headers), window)
+        local = self._local[stream] = Local(call.method, LocalCall(call.headers), self._client_initial + held.window)
         return local
 
     def _client_settings(self, flags: int, payload: bytes) -> bytes:
