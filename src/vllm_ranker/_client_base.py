@@ -6,14 +6,19 @@ The two clients differ only in how they carry the flow's steps out (blocking or 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from pymilvus import MilvusException
 
 from vllm_ranker.core.flow import hybrid_flow, search_flow
 from vllm_ranker.core.schema import SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache
+from vllm_ranker.core.spec import foreign_provider, unknown_everywhere
+from vllm_ranker.errors import RerankParamError
 
 # pymilvus methods after which the ranker's cached view of a collection's schema may be wrong. Both clients
 # override exactly these (a test checks it), so a new one is added here once.
@@ -108,3 +113,18 @@ def search_kwargs(
         partition_names=partition_names,
         anns_field=anns_field,
     )
+
+
+@contextlib.contextmanager
+def unknown_to_both(ranker: Any) -> Iterator[None]:
+    """Around a search sent to Milvus as it is: when its ranker names a provider we do not serve and Milvus refuses
+    it as unknown too, the error is Milvus's own message naming what we and the server serve (Milvus Lite's
+    names only its own table, which would hide that the provider works here)."""
+    provider = foreign_provider(ranker)
+    try:
+        yield
+    except MilvusException as exc:
+        message = None if provider is None else unknown_everywhere(provider, str(exc.message))
+        if message is None:
+            raise
+        raise RerankParamError(message) from None

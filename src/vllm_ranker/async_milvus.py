@@ -13,7 +13,7 @@ from typing import Any
 import pymilvus
 from pymilvus import AnnSearchRequest
 
-from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs
+from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs, unknown_to_both
 from vllm_ranker.core.flow import Describe, Flow, Rerank, Searches
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.spec import is_model_ranker
@@ -62,10 +62,11 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
         **kwargs: Any,
     ) -> Any:
         if not is_model_ranker(ranker):
-            return await super().search(
-                collection_name, data, filter, limit, output_fields, search_params, timeout, partition_names,
-                anns_field, ranker, **kwargs,
-            )  # fmt: skip
+            with unknown_to_both(ranker):
+                return await super().search(
+                    collection_name, data, filter, limit, output_fields, search_params, timeout, partition_names,
+                    anns_field, ranker, **kwargs,
+                )  # fmt: skip
         call = search_kwargs(
             kwargs, data, filter, limit, output_fields, search_params, timeout, partition_names, anns_field
         )
@@ -83,9 +84,10 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
         **kwargs: Any,
     ) -> Any:
         if not is_model_ranker(ranker):
-            return await super().hybrid_search(
-                collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
-            )
+            with unknown_to_both(ranker):
+                return await super().hybrid_search(
+                    collection_name, reqs, ranker, limit, output_fields, timeout, partition_names, **kwargs
+                )
         common = dict(kwargs, output_fields=output_fields, timeout=timeout, partition_names=partition_names)
         return await self._run(self._hybrid_flow(collection_name, reqs, ranker, limit, common))
 

@@ -7,6 +7,7 @@ then what to change. Keys match case-insensitively except ``queries``; unknown k
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -93,9 +94,19 @@ def ranker_kind(ranker: Any) -> str | None:
     return None if kind is None else kind.lower()
 
 
+def foreign_provider(ranker: Any) -> str | None:
+    """The provider of a model ranker (``reranker: model``) when this package does not serve it, as written;
+    else None. Such a ranker goes to Milvus untouched: a newer Milvus, or a custom build, may serve it."""
+    if ranker_kind(ranker) != "model":
+        return None
+    provider = _rerank_param(ranker, "provider")
+    return provider if provider and provider.lower() not in PROVIDERS else None
+
+
 def is_model_ranker(ranker: Any) -> bool:
-    """True for what this package handles: a RERANK Function whose reranker is `model` (or not a known kind,
-    so the Milvus error for it is ours to give); every other ranker goes to the server untouched.
+    """True for what this package handles: a RERANK Function whose reranker is `model` with a provider we serve
+    (or a missing one, or a reranker of no known kind, so the Milvus error for it is ours to give); every other
+    ranker goes to the server untouched, a provider we do not serve included (``foreign_provider``).
 
     A Function naming a ``provider`` with no ``reranker`` key is ours too, so that it fails before any search
     with the fix: Milvus refuses it (``unsupported rerank function: []``), and Milvus Lite would instead run it
@@ -105,7 +116,30 @@ def is_model_ranker(ranker: Any) -> bool:
     kind = ranker_kind(ranker)
     if kind is None:
         return bool(_rerank_param(ranker, "provider"))
-    return kind not in ("decay", "rrf", "weighted", "boost")
+    return kind not in ("decay", "rrf", "weighted", "boost") and foreign_provider(ranker) is None
+
+
+# How a Milvus server refuses a provider (``unknown rerank model provider:x``) and how Milvus Lite does
+# (``Unknown rerank provider: 'x'. Supported: 'cohere'``), and where Milvus Lite lists what it serves.
+_REFUSED_AS_UNKNOWN = re.compile(r"unknown rerank (?:model )?provider", re.IGNORECASE)
+_BACKEND_LIST = re.compile(r"supported:\s*(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def unknown_everywhere(provider: str, backend_reason: str) -> str | None:
+    """Milvus's message for a provider that neither this package nor the Milvus backend serves, naming what
+    both serve; None when ``backend_reason`` (the backend's error) is not a refusal of a provider as unknown."""
+    if not _REFUSED_AS_UNKNOWN.search(backend_reason):
+        return None
+    if "vllm_ranker serves" in backend_reason:  # made by a gateway in front of the backend: already says it all
+        return backend_reason
+    listed = _BACKEND_LIST.search(backend_reason)
+    names = sorted(set(re.findall(r"'([^']+)'", listed.group(1)))) if listed else []
+    backend = (
+        "the Milvus backend serves " + ", ".join(names)
+        if names
+        else f"the Milvus backend does not serve it either ({backend_reason.strip()})"
+    )
+    return f"unknown rerank model provider:{provider}: vllm_ranker serves {', '.join(sorted(PROVIDERS))}; {backend}"
 
 
 def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[str, str] | None = None) -> RerankSpec:

@@ -105,9 +105,12 @@ def free_port() -> int:
 class LiteServer:
     """``milvus-lite server`` for one ``.db`` path on a private loopback port; ``uri`` once started."""
 
-    def __init__(self, path: str, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, path: str, start_timeout: float = 60.0, launcher: str = "vllm_ranker._milvus_lite_launcher"
+    ) -> None:
         self.path = Path(path).expanduser().resolve()
         self.start_timeout = start_timeout
+        self.launcher = launcher  # the module run as ``python -m``: the tests start a Milvus Lite of their own
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -122,7 +125,7 @@ class LiteServer:
                 [
                     sys.executable,
                     "-m",
-                    "vllm_ranker._milvus_lite_launcher",
+                    self.launcher,
                     "server",
                     "--data-dir",
                     str(self.path),

@@ -14,13 +14,15 @@ from typing import Any
 
 import grpc
 from google.protobuf import message_factory
-from pymilvus.grpc_gen import milvus_pb2
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
+from vllm_ranker import Function, RerankParamError
+from vllm_ranker.core.spec import unknown_everywhere
 from vllm_ranker.transport import cancel_scope
 
 from . import metrics
 from .backend import Backend, deadline_of, forwarded_metadata
-from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Reranker, _Call, model_function, sub_requests
+from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Reranker, _Call, judge, sub_requests, with_deadline
 from .status import answer_with_status, status_of, unavailable
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         self.backend = backend
         self.reranker = reranker
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        # Providers the gateway does not serve that the backend answered a search with: bounded by the backend's
+        # own table (only a provider it serves is ever added).
+        self._backend_serves: set[str] = set()
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method: str = handler_call_details.method
@@ -73,21 +78,16 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         return grpc.unary_unary_rpc_method_handler(unary)  # unknown methods: unary, the common case
 
     def claims(self, method: str, payload: bytes) -> bool:
-        """Whether the gateway answers this call itself: a Search/HybridSearch with a model ranker, or with a
-        ranker pymilvus refuses to build (answered with its message). A request that does not parse is the
-        backend's to refuse."""
+        """Whether the gateway answers this call itself: a Search/HybridSearch with a model ranker it serves, with
+        a ranker pymilvus refuses to build (answered with its message), or with a provider the backend has not
+        yet been seen serving (forwarded by the handler, to name both tables if the backend refuses it too). A
+        request that does not parse is the backend's to refuse."""
         if method not in (SEARCH, HYBRID_SEARCH):
             return False
-        try:
-            request = _search_request(method, payload)
-        except Exception:
-            return False
-        if not request.HasField("function_score"):
-            return False
-        try:
-            return model_function(request.function_score) is not None
-        except Exception:
-            return True
+        judged = judge(method, payload)
+        if judged.foreign is not None:
+            return judged.foreign.lower() not in self._backend_serves
+        return judged.function is not None or judged.refused is not None
 
     def unary_call(self, method: str, payload: bytes, context: grpc.ServicerContext) -> bytes:
         """One unary call: reranked when it is ours, else forwarded; ``context`` is the gRPC server's or the
@@ -97,11 +97,16 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         try:
             metadata = forwarded_metadata(context.invocation_metadata(), self.backend.token_header)
             timeout = deadline_of(context.time_remaining())
+            foreign = None
             if method in (SEARCH, HYBRID_SEARCH):
-                reranked = self._rerank(method, payload, metadata, timeout, context)
-                if reranked is not None:
+                judged = judge(method, payload)
+                foreign = judged.foreign
+                if judged.refused is not None:  # pymilvus refused to build the Function: answer its message
+                    route, outcome = "rerank", "error"
+                    return _search_failed(status_of(judged.refused))
+                if judged.function is not None:
                     route = "rerank"
-                    answer, outcome = reranked
+                    answer, outcome = self._rerank(method, judged.request, judged.function, metadata, timeout, context)
                     return answer
             try:
                 answer = self.backend.call(method, payload, metadata, timeout)
@@ -110,9 +115,24 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 return self._backend_failed(method, exc, context)
             if method in SCHEMA_CHANGES:
                 self.forget(method, payload, metadata)
+            if foreign is not None and foreign.lower() not in self._backend_serves:
+                answer, outcome = self._foreign_answer(foreign, answer)
             return answer
         finally:
             metrics.observe(method, route, outcome, time.perf_counter() - started)
+
+    def _foreign_answer(self, provider: str, answer: bytes) -> tuple[bytes, str]:
+        """The backend's answer to a search with a provider the gateway does not serve, as it is; a refusal of the
+        provider as unknown becomes Milvus's message naming what the gateway and the backend serve. A provider
+        the backend served once is released to it by the splicing front from then on (``claims``)."""
+        status = milvus_pb2.SearchResults.FromString(answer).status
+        if status.code == 0 and status.error_code == 0:
+            self._backend_serves.add(provider.lower())
+            return answer, "ok"
+        message = unknown_everywhere(provider, status.reason)
+        if message is None:
+            return answer, "error"
+        return _search_failed(status_of(RerankParamError(message))), "error"
 
     def _backend_failed(self, method: str, exc: grpc.RpcError, context: grpc.ServicerContext) -> bytes:
         code: grpc.StatusCode = exc.code()
@@ -126,18 +146,16 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
     def _rerank(
-        self, method: str, payload: bytes, metadata: Metadata, timeout: float | None, context: grpc.ServicerContext
-    ) -> tuple[bytes, str] | None:
-        """The answer of a reranked search and its outcome, or None when the search is not ours to rerank."""
-        request = _search_request(method, payload)
-        if not request.HasField("function_score"):
-            return None
-        try:
-            function = model_function(request.function_score, timeout)
-        except Exception as exc:  # pymilvus refused to build the Function: answer its message
-            return milvus_pb2.SearchResults(status=status_of(exc)).SerializeToString(), "error"
-        if function is None:
-            return None
+        self,
+        method: str,
+        request: Any,
+        function: Function,
+        metadata: Metadata,
+        timeout: float | None,
+        context: grpc.ServicerContext,
+    ) -> tuple[bytes, str]:
+        """The answer of a reranked search and its outcome."""
+        function = with_deadline(function, timeout)
         db_name = request.db_name or _first(metadata, "dbname")
         requests = [request] if method == SEARCH else sub_requests(request)
         text_field = function.input_field_names[0] if function.input_field_names else ""
@@ -162,7 +180,7 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             if not hasattr(exc, "code"):
                 log.exception("reranked %s failed", method.rpartition("/")[2])
             status = status_of(exc)
-        return milvus_pb2.SearchResults(status=status).SerializeToString(), "error"
+        return _search_failed(status), "error"
 
     def forget(self, method: str, payload: bytes, metadata: Metadata) -> None:
         described = _SERVICE.methods_by_name[method.rpartition("/")[2]]
@@ -171,11 +189,9 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         self.reranker.forget(getattr(request, "db_name", "") or _first(metadata, "dbname"), name)
 
 
-def _search_request(method: str, payload: bytes) -> Any:
-    """The SearchRequest or HybridSearchRequest of a Search / HybridSearch call."""
-    if method == SEARCH:
-        return milvus_pb2.SearchRequest.FromString(payload)
-    return milvus_pb2.HybridSearchRequest.FromString(payload)
+def _search_failed(status: common_pb2.Status) -> bytes:
+    """The answer of a Search/HybridSearch that failed with ``status`` (both answer a ``SearchResults``)."""
+    return bytes(milvus_pb2.SearchResults(status=status).SerializeToString())
 
 
 def _first(metadata: Metadata, key: str) -> str:

@@ -24,7 +24,7 @@ from pymilvus.client.utils import check_status
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vllm_ranker import AnnSearchRequest, Function, FunctionType, MilvusClient
-from vllm_ranker.core.spec import is_model_ranker  # the one rule of what a model ranker is
+from vllm_ranker.core.spec import foreign_provider, is_model_ranker  # the rules of what a ranker is
 
 from .backend import Backend
 from .rows import take_rows
@@ -164,25 +164,60 @@ def _hits(results: schema_pb2.SearchResultData, pk_name: str, text_field: str, n
     return out
 
 
-def model_function(function_score: schema_pb2.FunctionScore, deadline: float | None = None) -> Function | None:
-    """The ranker as a ``Function`` when it is a lone model ranker (what this project reranks), else None.
-    A caller's gRPC deadline becomes the rerank's ``timeout`` when the params set none, so the HTTP calls stop
-    when the caller has stopped waiting."""
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What a Search/HybridSearch request asks of the gateway, read from its bytes once."""
+
+    request: Any = None  # the SearchRequest / HybridSearchRequest; None when it does not parse (the backend's)
+    function: Function | None = None  # a model ranker the gateway serves
+    refused: Exception | None = None  # a ranker pymilvus refuses to build: answered with its message
+    foreign: str | None = None  # the provider of a model ranker the gateway does not serve (the backend may)
+
+
+def judge(method: str, payload: bytes) -> Judged:
+    try:
+        request = (milvus_pb2.SearchRequest if method == SEARCH else milvus_pb2.HybridSearchRequest).FromString(payload)
+    except Exception:
+        return Judged()
+    if not request.HasField("function_score"):
+        return Judged(request)
+    try:
+        function = ranker_function(request.function_score)
+    except Exception as exc:
+        return Judged(request, refused=exc)
+    if is_model_ranker(function):
+        return Judged(request, function)
+    return Judged(request, foreign=foreign_provider(function))
+
+
+def ranker_function(function_score: schema_pb2.FunctionScore) -> Function | None:
+    """A lone RERANK function as a pymilvus ``Function`` (raises what pymilvus raises for a bad one), else None."""
     if len(function_score.functions) != 1 or len(function_score.params):
         return None
     schema = function_score.functions[0]
     if schema.type != FunctionType.RERANK:
         return None
-    params = {pair.key: pair.value for pair in schema.params}
-    if deadline is not None and not any(key.lower() == "timeout" for key in params):
-        params["timeout"] = str(max(deadline, 0.001))
-    function = Function(
+    return Function(
         name=schema.name or "ranker",
         function_type=FunctionType.RERANK,
         input_field_names=list(schema.input_field_names),
+        params={pair.key: pair.value for pair in schema.params},
+    )
+
+
+def with_deadline(function: Function, deadline: float | None) -> Function:
+    """A caller's gRPC deadline becomes the rerank's ``timeout`` when the params set none, so the HTTP calls stop
+    when the caller has stopped waiting."""
+    params = dict(function.params or {})
+    if deadline is None or any(key.lower() == "timeout" for key in params):
+        return function
+    params["timeout"] = str(max(deadline, 0.001))
+    return Function(
+        name=function.name,
+        function_type=FunctionType.RERANK,
+        input_field_names=list(function.input_field_names),
         params=params,
     )
-    return function if is_model_ranker(function) else None
 
 
 def _queries_data(placeholder_group: bytes, nq: int, ids: schema_pb2.IDs) -> list[Any]:
