@@ -40,7 +40,7 @@ def _timed_gateway(conn: Any, backend: str) -> None:
     serve, dispatch, answer, from_client = (
         local_call.serve,
         splice.Splice._dispatch,
-        splice.Splice._answer,
+        splice.Splice._answered_by_worker,
         splice.Splice.from_client,
     )
 
@@ -66,7 +66,7 @@ def _timed_gateway(conn: Any, backend: str) -> None:
 
     splice.serve = timed_serve  # type: ignore[assignment]
     splice.Splice._dispatch = timed_dispatch  # type: ignore[method-assign]
-    splice.Splice._answer = timed_answer  # type: ignore[method-assign]
+    splice.Splice._answered_by_worker = timed_answer  # type: ignore[method-assign]
     splice.Splice.from_client = timed_from_client  # type: ignore[method-assign]
     with Gateway(backend, port=0) as gw:
         conn.send(gw.uri)

@@ -13,7 +13,7 @@ from tests.conftest import rerank_function
 from tests.gateway.test_pymilvus import QUERIES, both, rows
 from vllm_ranker import MilvusClient
 from vllm_ranker.gateway import Gateway
-from vllm_ranker.gateway.splice import HOLD_LIMIT
+from vllm_ranker.gateway.ledger import HOLD_LIMIT
 from vllm_ranker.testing import RerankServer
 
 # A filter listing many ids: the request then outgrows what the front holds (HOLD_LIMIT) before it ends.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+
+import grpc
 import hpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vllm_ranker.gateway import grpc_wire
 from vllm_ranker.gateway import h2wire as wire
 
 names = st.binary(min_size=1, max_size=300).filter(lambda b: not b.startswith(b":"))
@@ -49,14 +53,28 @@ def test_padding_and_priority_are_removed() -> None:
     ("value", "seconds"), [(b"250m", 0.25), (b"3S", 3.0), (b"2M", 120.0), (b"1H", 3600.0), (b"5x", None), (b"m", None)]
 )
 def test_grpc_timeout(value: bytes, seconds: float | None) -> None:
-    assert wire.grpc_timeout(value) == seconds
+    assert grpc_wire.grpc_timeout(value) == seconds
 
 
 def test_grpc_message_is_percent_encoded() -> None:
-    assert wire.grpc_message("50% off: café") == b"50%25 off: caf%C3%A9"
+    assert grpc_wire.grpc_message("50% off: café") == b"50%25 off: caf%C3%A9"
 
 
-def test_only_one_uncompressed_message_is_read() -> None:
-    assert wire.grpc_payload(wire.grpc_body(b"hello")) == b"hello"
-    assert wire.grpc_payload(b"\x01" + wire.grpc_body(b"hello")[1:]) is None  # compressed: the backend decides
-    assert wire.grpc_payload(wire.grpc_body(b"hello") + b"more") is None
+def test_only_one_message_is_read_and_compressed_ones_are_decompressed() -> None:
+    assert grpc_wire.grpc_payload(grpc_wire.grpc_body(b"hello")) == b"hello"
+    packed = gzip.compress(b"hello")
+    assert grpc_wire.grpc_payload(b"\x01" + len(packed).to_bytes(4, "big") + packed, b"gzip") == b"hello"
+    with pytest.raises(grpc_wire.MessageError, match="snappy") as caught:
+        grpc_wire.grpc_payload(b"\x01" + grpc_wire.grpc_body(b"hello")[1:], b"snappy")
+    assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED
+    for bad in (grpc_wire.grpc_body(b"hello") + b"more", b"\x00\x00", b"\x01" + grpc_wire.grpc_body(b"not gzip")[1:]):
+        with pytest.raises(grpc_wire.MessageError):
+            grpc_wire.grpc_payload(bad, b"gzip")
+
+
+def test_a_decompression_bomb_is_refused_at_milvuss_message_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grpc_wire, "MAX_MESSAGE", 1 << 20)
+    packed = gzip.compress(b"\0" * (4 << 20))
+    with pytest.raises(grpc_wire.MessageError) as caught:
+        grpc_wire.grpc_payload(b"\x01" + len(packed).to_bytes(4, "big") + packed, b"gzip")
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -17,11 +17,17 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from .h2wire import ProtocolError
 from .proxy import GatewayHandler
-from .splice import ProtocolError, Splice
+from .splice import Splice
 
 log = logging.getLogger(__name__)
 _READ = 1 << 18
+# A backend that drops connection attempts (a firewall, a host gone) would leave the SDK waiting for the kernel's
+# ~2 minutes of SYN retries: past this, the connection goes to the gRPC server, which answers "unavailable".
+CONNECT_TIMEOUT = 5.0
+# After the backend closes a connection, the calls the front answers on it get this long to finish.
+DRAIN_LIMIT = 30.0
 
 
 class Front:
@@ -32,8 +38,10 @@ class Front:
         fallback_port: int,
         handler: GatewayHandler,
         pool: Executor,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.listen, self.backend, self.fallback_port = listen, backend, fallback_port
+        self.connect_timeout = connect_timeout
         self.handler, self.pool = handler, pool
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -68,22 +76,24 @@ class Front:
         backend_writer: asyncio.StreamWriter | None = None
         try:
             try:
-                backend_reader, backend_writer = await asyncio.open_connection(*self.backend)
+                opening = asyncio.open_connection(*self.backend)
+                backend_reader, to_backend = await asyncio.wait_for(opening, self.connect_timeout)
                 assert self._loop is not None
-                splice = Splice(self.handler, self.pool, self._loop, writer, backend_writer)
+                splice = Splice(self.handler, self.pool, self._loop, writer, to_backend)
                 self._splices.add(splice)
-            except OSError:  # the backend is down: the gRPC server answers with a status naming it
-                backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", self.fallback_port)
-            pumps = {
-                asyncio.create_task(self._pump(reader, backend_writer, splice.from_client if splice else None)),
-                asyncio.create_task(self._pump(backend_reader, writer, splice.from_backend if splice else None)),
-            }
+            except (OSError, TimeoutError):  # the backend is down: the gRPC server answers with a status naming it
+                backend_reader, to_backend = await asyncio.open_connection("127.0.0.1", self.fallback_port)
+            backend_writer = to_backend
+            up = asyncio.create_task(self._pump(reader, to_backend, splice, by_backend=False))
+            down = asyncio.create_task(self._pump(backend_reader, writer, splice, by_backend=True))
             try:
-                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+                if splice is not None and down in done and not up.done() and down.result():
+                    await self._drain(splice, up)
             finally:
-                for pump in pumps:
+                for pump in (up, down):
                     pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
+                await asyncio.gather(up, down, return_exceptions=True)
         except (OSError, asyncio.CancelledError):
             pass
         finally:
@@ -98,9 +108,22 @@ class Front:
             self._connections.discard(task)
 
     @staticmethod
+    async def _drain(splice: Splice, up: asyncio.Task[bool]) -> None:
+        """The backend went: the calls the front answers finish before the SDK's connection closes."""
+        splice.backend_gone()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_LIMIT
+        while splice.busy and not up.done() and loop.time() < deadline:
+            await asyncio.wait({up}, timeout=0.05)
+
+    @staticmethod
     async def _pump(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, feed: Callable[[bytes], None] | None
-    ) -> None:
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, splice: Splice | None, by_backend: bool
+    ) -> bool:
+        """Copy one direction until its end; True when it ended cleanly (the peer closed), False on an error."""
+        feed: Callable[[bytes], None] | None = None
+        if splice is not None:
+            feed = splice.from_backend if by_backend else splice.from_client
         try:
             while data := await reader.read(_READ):
                 if feed is None:
@@ -108,10 +131,16 @@ class Front:
                 else:
                     feed(data)
                 await writer.drain()
+            return True
         except ProtocolError as exc:
-            log.info("closing a connection: %s", exc)
+            assert splice is not None
+            if splice.speaks_http2:
+                splice.fail(exc, by_backend)
+            else:
+                log.info("closing a connection: %s", exc)
         except (OSError, ConnectionError):
             pass
+        return False
 
     def stop(self, grace: float) -> None:
         """Take no new connection, let calls in flight end within ``grace`` seconds, then close every connection."""

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from .h2wire import END_HEADERS, END_STREAM, HEADERS, encode_headers, frame, grpc_body, grpc_message, grpc_timeout
+from .grpc_wire import grpc_body, grpc_message, grpc_timeout
+from .h2wire import END_HEADERS, END_STREAM, encode_headers, header_block
 
 if TYPE_CHECKING:
     from .proxy import GatewayHandler
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Result = tuple[int, str, bytes | None]  # gRPC status code, its message, the answer (None unless the code is 0)
 _GRPC_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+# A status message longer than this is cut (gRPC's default metadata limit is 8 KiB); the other trailers and the
+# header list's per-field overhead (RFC 9113 §6.5.2: 32 bytes a field) fit in the rest.
+_MESSAGE_LIMIT = 8192
+_HEADER_LIST_OVERHEAD = 256
 
 
 class Aborted(Exception):
@@ -82,10 +87,8 @@ class LocalCall:
         raise Aborted(code, details)
 
 
-def serve(handler: GatewayHandler, method: str, payload: bytes | None, context: LocalCall) -> Result:
+def serve(handler: GatewayHandler, method: str, payload: bytes, context: LocalCall) -> Result:
     """In a worker thread: the handler's answer to one call the front took."""
-    if payload is None:
-        return grpc.StatusCode.UNIMPLEMENTED.value[0], "the gateway cannot read a compressed request", None
     try:
         servicer_context: Any = context  # what GatewayHandler uses of a grpc.ServicerContext, LocalCall has
         return 0, "", handler.unary_call(method, payload, servicer_context)
@@ -96,15 +99,27 @@ def serve(handler: GatewayHandler, method: str, payload: bytes | None, context: 
         return grpc.StatusCode.UNKNOWN.value[0], f"gateway error: {type(exc).__name__}: {exc}", None
 
 
-def answer_frames(stream: int, result: Result) -> tuple[bytes, bytes, bytes]:
-    """(response headers frame, gRPC body to send in DATA frames, trailers frame) of a call's result; an error is
-    a trailers-only answer."""
+def _cut(details: str, limit: int) -> bytes:
+    """``grpc-message`` of ``details`` in at most ``limit`` bytes, never ending inside a percent-escape."""
+    text = grpc_message(details)
+    if len(text) <= limit:
+        return text
+    text = text[: max(limit, 0)]
+    escape = text.rfind(b"%", len(text) - 2)
+    return text[:escape] if escape >= 0 else text
+
+
+def answer_frames(stream: int, result: Result, header_list_limit: int | None = None) -> tuple[bytes, bytes, bytes]:
+    """(response headers frames, gRPC body to send in DATA frames, trailers frames) of a call's result; an error is
+    a trailers-only answer. A header block larger than a frame continues in CONTINUATION frames, and a status
+    message is cut to what the SDK's SETTINGS_MAX_HEADER_LIST_SIZE takes (gRPC's own default bounds it at 8 KiB)."""
     code, details, message = result
     if message is None:
-        trailers = [*_GRPC_HEADERS, (b"grpc-status", str(code).encode()), (b"grpc-message", grpc_message(details))]
-        return b"", b"", frame(HEADERS, END_HEADERS | END_STREAM, stream, encode_headers(trailers))
+        limit = min(_MESSAGE_LIMIT, (header_list_limit or _MESSAGE_LIMIT) - _HEADER_LIST_OVERHEAD)
+        trailers = [*_GRPC_HEADERS, (b"grpc-status", str(code).encode()), (b"grpc-message", _cut(details, limit))]
+        return b"", b"", header_block(stream, END_HEADERS | END_STREAM, encode_headers(trailers))
     return (
-        frame(HEADERS, END_HEADERS, stream, encode_headers(_GRPC_HEADERS)),
+        header_block(stream, END_HEADERS, encode_headers(_GRPC_HEADERS)),
         grpc_body(message),
-        frame(HEADERS, END_HEADERS | END_STREAM, stream, encode_headers([(b"grpc-status", b"0")])),
+        header_block(stream, END_HEADERS | END_STREAM, encode_headers([(b"grpc-status", b"0")])),
     )
