@@ -4,7 +4,7 @@ search in this one.
 
 The gateway runs in its own process, as deployed; its front's steps are wrapped with timers there:
 reading and judging a request (``Splice.from_client``), handing it to a worker, the handler itself
-(``local_call.serve``), handing the answer back to the event loop, and writing it (``Splice._answer``).
+(``local_call.serve``), handing the answer back to the event loop, and writing it (``Splice._answered_by_worker``).
 
     PYTHONPATH=src python benchmarks/gateway_breakdown.py [--docs 2000] [--repeats 60] [--rounds 2]
 """
