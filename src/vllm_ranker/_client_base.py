@@ -15,23 +15,17 @@ from typing import Any
 from pymilvus import MilvusException
 
 from vllm_ranker.core.flow import hybrid_flow, search_flow
-from vllm_ranker.core.schema import SchemaCache
+from vllm_ranker.core.schema import SCHEMA_CHANGES, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache
 from vllm_ranker.core.spec import foreign_provider, unknown_everywhere
 from vllm_ranker.errors import RerankParamError
 
-# pymilvus methods after which the ranker's cached view of a collection's schema may be wrong. Both clients
-# override exactly these (a test checks it), so a new one is added here once.
-SCHEMA_CHANGING: tuple[str, ...] = (
-    "create_collection",
-    "drop_collection",
-    "rename_collection",
-    "add_collection_field",
-    "alter_collection_field",
-    "drop_collection_field",
-)
-# These take the collection's old name first; the cache is cleared whole (the new name may be cached too).
-_FORGET_ALL = frozenset({"rename_collection"})
+# pymilvus methods after which the ranker's cached view of a collection's schema may be wrong (core/schema.py has
+# the one list, shared with the gateway). Both clients override exactly these (a test checks it).
+SCHEMA_CHANGING: tuple[str, ...] = tuple(method for change in SCHEMA_CHANGES for method in change.methods)
+# These may concern other names than their first argument (a rename's new name, a dropped database's collections):
+# the cache is cleared whole.
+_FORGET_ALL = frozenset(method for change in SCHEMA_CHANGES if change.whole for method in change.methods)
 
 
 class RerankState:

@@ -14,10 +14,10 @@ import pymilvus
 from pymilvus import AnnSearchRequest
 
 from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs, unknown_to_both
-from vllm_ranker.core.flow import Describe, Flow, Rerank, Searches
+from vllm_ranker.core.driver import drive_async
+from vllm_ranker.core.flow import Flow, Rerank
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.spec import is_model_ranker
-from vllm_ranker.errors import RerankServiceError
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, AsyncTransport
 
 
@@ -92,26 +92,15 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
         return await self._run(self._hybrid_flow(collection_name, reqs, ranker, limit, common))
 
     async def _run(self, flow: Flow) -> Any:
-        reply: Any = None
-        failure: RerankServiceError | None = None
-        while True:
-            try:
-                step = flow.send(reply) if failure is None else flow.throw(failure)
-            except StopIteration as done:
-                return done.value
-            reply, failure = None, None
-            if isinstance(step, Describe):
-                reply = await super().describe_collection(step.collection_name)
-            elif isinstance(step, Searches):
-                plain = super().search
-                reply = list(await asyncio.gather(*(plain(**call) for call in step.calls)))
-            elif isinstance(step, Rerank):
-                try:
-                    reply = await self._http().rerank(step.spec, step.batches, step.stats)
-                except RerankServiceError as failed:  # thrown into the flow: it raises or falls back
-                    failure = failed
-            else:  # pragma: no cover - the flow yields nothing else
-                raise TypeError(step)
+        plain = super().search
+
+        async def searches(calls: list[dict[str, Any]]) -> list[Any]:
+            return list(await asyncio.gather(*(plain(**call) for call in calls)))  # sub-searches concurrently
+
+        async def rerank(step: Rerank) -> list[list[float]]:
+            return await self._http().rerank(step.spec, step.batches, step.stats)
+
+        return await drive_async(flow, super().describe_collection, searches, rerank)
 
     async def close(self) -> None:
         if self._transport is not None:

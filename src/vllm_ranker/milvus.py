@@ -13,10 +13,10 @@ import pymilvus
 from pymilvus import AnnSearchRequest
 
 from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs, unknown_to_both
-from vllm_ranker.core.flow import Describe, Flow, Rerank, Searches
+from vllm_ranker.core.driver import drive
+from vllm_ranker.core.flow import Flow
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.spec import is_model_ranker
-from vllm_ranker.errors import RerankServiceError
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 _TRANSPORT_LOCK = threading.Lock()
@@ -102,25 +102,13 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
         return self._run(self._hybrid_flow(collection_name, reqs, ranker, limit, common))
 
     def _run(self, flow: Flow) -> Any:
-        reply: Any = None
-        failure: RerankServiceError | None = None
-        while True:
-            try:
-                step = flow.send(reply) if failure is None else flow.throw(failure)
-            except StopIteration as done:
-                return done.value
-            reply, failure = None, None
-            if isinstance(step, Describe):
-                reply = super().describe_collection(step.collection_name)
-            elif isinstance(step, Searches):
-                reply = [super(MilvusClient, self).search(**call) for call in step.calls]
-            elif isinstance(step, Rerank):
-                try:
-                    reply = self._http().rerank(step.spec, step.batches, step.stats)
-                except RerankServiceError as failed:  # thrown into the flow: it raises or falls back
-                    failure = failed
-            else:  # pragma: no cover - the flow yields nothing else
-                raise TypeError(step)
+        plain = super().search
+        return drive(
+            flow,
+            super().describe_collection,
+            lambda calls: [plain(**call) for call in calls],
+            lambda step: self._http().rerank(step.spec, step.batches, step.stats),
+        )
 
     def close(self) -> None:
         if self._transport is not None:

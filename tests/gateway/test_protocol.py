@@ -1,9 +1,11 @@
 """The bytes-level passthrough itself: unknown methods, the backend's own gRPC status codes, metadata (database),
-deadlines, TLS, and the Prometheus counters."""
+deadlines, TLS, the Prometheus counters, and the schema-changing calls the gateway forgets cached schemas after."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -11,11 +13,15 @@ import prometheus_client
 import pymilvus
 import pytest
 import trustme
-from pymilvus.grpc_gen import milvus_pb2
+from pymilvus import DataType, FieldSchema, Function, FunctionType, StructFieldSchema
+from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from tests.conftest import rerank_function
 from tests.gateway.test_faults import search, small_collection
+from vllm_ranker._client_base import SCHEMA_CHANGING
 from vllm_ranker.gateway import Gateway
+from vllm_ranker.gateway.proxy import SCHEMA_CHANGES
+from vllm_ranker.gateway.status import answer_with_status
 from vllm_ranker.testing import RerankServer
 
 SERVICE = "/milvus.proto.milvus.MilvusService/"
@@ -116,3 +122,73 @@ def test_streaming_methods_are_relayed_with_the_backends_code(gateway: Gateway, 
                     found.append(exc.code())
             codes.append(found)
     assert codes[0] == codes[1]
+
+
+class Recorder(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """A Milvus-protocol server that answers every unary call with success and records which method it was."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method: str = details.method
+
+        def unary(payload: bytes, context: grpc.ServicerContext) -> bytes:
+            self.seen.append(method)
+            return answer_with_status(method, common_pb2.Status()) or b""
+
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+
+def schema_calls(client: pymilvus.MilvusClient) -> dict[str, Callable[[], object]]:
+    """Every pymilvus method that can change what a collection's schema says, called with arguments it takes."""
+    bm25 = Function("bm", FunctionType.BM25, input_field_names=["document"], output_field_names=["sparse"])
+    index = client.prepare_index_params()
+    index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    struct = StructFieldSchema()
+    struct.add_field("a", DataType.INT64)
+    return {
+        "create_collection": lambda: client.create_collection("c", dimension=2),
+        "drop_collection": lambda: client.drop_collection("c"),
+        "rename_collection": lambda: client.rename_collection("c", "d"),
+        "alter_collection_properties": lambda: client.alter_collection_properties("c", {"mmap.enabled": True}),
+        "drop_collection_properties": lambda: client.drop_collection_properties("c", ["mmap.enabled"]),
+        "add_collection_field": lambda: client.add_collection_field("c", "f", DataType.INT64, nullable=True),
+        "add_collection_struct_field": lambda: client.add_collection_struct_field("c", "s", struct, 4),
+        "alter_collection_field": lambda: client.alter_collection_field("c", "f", {"max_length": 9}),
+        "drop_collection_field": lambda: client.drop_collection_field("c", "f"),
+        "add_function_field": lambda: client.add_function_field(
+            "c", FieldSchema("sparse", DataType.SPARSE_FLOAT_VECTOR), bm25, index
+        ),
+        "drop_function_field": lambda: client.drop_function_field("c", "bm"),
+        "add_collection_function": lambda: client.add_collection_function("c", bm25),
+        "alter_collection_function": lambda: client.alter_collection_function("c", "bm", bm25),
+        "drop_collection_function": lambda: client.drop_collection_function("c", "bm"),
+        "drop_database": lambda: client.drop_database("db"),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:.*unsupported by Milvus 3.0")
+def test_the_clients_and_the_gateway_forget_a_schema_after_the_same_calls() -> None:
+    """One list (core/schema.py): each pymilvus schema-changing method is overridden by the clients, and the RPC it
+    sends (as pymilvus sends it today: add_collection_field is AlterCollectionSchema) is one the gateway forgets
+    cached schemas after."""
+    recorder = Recorder()
+    server = grpc.server(futures.ThreadPoolExecutor(2), handlers=[recorder])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    client = pymilvus.MilvusClient(uri=f"http://127.0.0.1:{port}")
+    try:
+        calls = schema_calls(client)
+        missed = {}
+        for name, call in calls.items():
+            recorder.seen.clear()
+            with contextlib.suppress(Exception):  # the answers are empty: what was sent is all that matters
+                call()
+            if not set(recorder.seen) & SCHEMA_CHANGES:
+                missed[name] = recorder.seen[:]
+        assert missed == {}
+        assert sorted(SCHEMA_CHANGING) == sorted(calls)
+    finally:
+        client.close()
+        server.stop(0)

@@ -1,4 +1,5 @@
-"""What the ranker needs from a collection's schema, and the per-client cache of it (one describe per collection)."""
+"""What the ranker needs from a collection's schema, the per-client cache of it (one describe per collection), and
+the ONE list of Milvus calls after which a cached schema may be wrong (the clients and the gateway both read it)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,29 @@ class SchemaCache:
                 self._infos.clear()
             else:
                 self._infos.pop(name, None)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """A Milvus call after which a cached schema may be wrong: its MilvusService method, the pymilvus client
+    methods that send it, and whether it may concern collections other than the one it names."""
+
+    rpc: str
+    methods: tuple[str, ...]
+    whole: bool = False  # a rename (the new name may be cached too), a dropped database
+
+
+SCHEMA_CHANGES: tuple[SchemaChange, ...] = (
+    SchemaChange("CreateCollection", ("create_collection",)),
+    SchemaChange("DropCollection", ("drop_collection",)),
+    SchemaChange("RenameCollection", ("rename_collection",), whole=True),
+    SchemaChange("AlterCollection", ("alter_collection_properties", "drop_collection_properties")),
+    SchemaChange("AddCollectionField", ("add_collection_field",)),
+    SchemaChange("AddCollectionStructField", ("add_collection_struct_field",)),
+    SchemaChange("AlterCollectionField", ("alter_collection_field",)),
+    SchemaChange("AlterCollectionSchema", ("drop_collection_field", "add_function_field", "drop_function_field")),
+    SchemaChange("AddCollectionFunction", ("add_collection_function",)),
+    SchemaChange("AlterCollectionFunction", ("alter_collection_function",)),
+    SchemaChange("DropCollectionFunction", ("drop_collection_function",)),
+    SchemaChange("DropDatabase", ("drop_database",), whole=True),
+)

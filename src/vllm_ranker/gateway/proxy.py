@@ -1,7 +1,8 @@
 """The gRPC handler: every method forwarded as raw bytes, except the searches a model ranker reranks.
 
 Bytes in, bytes out: the gateway does not parse what it forwards, so new Milvus methods and fields pass through
-an old gateway unchanged. Search/HybridSearch are parsed only to look for a model ranker in ``function_score``.
+an old gateway unchanged. Search/HybridSearch are parsed, once per call, only to look for a model ranker in
+``function_score``; one whose provider the gateway does not serve goes to the backend as it came.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,33 +19,25 @@ from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vllm_ranker import Function, RerankParamError
+from vllm_ranker.core import schema
 from vllm_ranker.core.spec import unknown_everywhere
 from vllm_ranker.transport import cancel_scope
 
 from . import metrics
 from .backend import Backend, deadline_of, forwarded_metadata
-from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Reranker, _Call, judge, sub_requests, with_deadline
+from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Judged, Reranker, judge, with_deadline
 from .status import answer_with_status, status_of, unavailable
 
 log = logging.getLogger(__name__)
 
 _SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
-# Forwarded RPCs after which a collection's cached schema may be stale.
-SCHEMA_CHANGES = {
-    SERVICE + name
-    for name in (
-        "CreateCollection",
-        "DropCollection",
-        "RenameCollection",
-        "AddCollectionField",
-        "AlterCollection",
-        "AlterCollectionField",
-        "DropDatabase",
-        "AddCollectionFunction",
-        "AlterCollectionFunction",
-        "DropCollectionFunction",
-    )
-}
+# Forwarded RPCs after which a cached schema may be stale: core/schema.py's one list, shared with the Python
+# clients; the whole cache is dropped after those that may concern other collections than the one they name.
+SCHEMA_CHANGES = frozenset(SERVICE + change.rpc for change in schema.SCHEMA_CHANGES)
+_CHANGES_ALL = frozenset(SERVICE + change.rpc for change in schema.SCHEMA_CHANGES if change.whole)
+# Requests judged by ``claims`` waiting for their ``unary_call`` (the splicing front calls both, from two threads,
+# with the same bytes): enough for every worker of the gateway; past it a request is only read twice.
+JUDGED_KEPT = 256
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -56,6 +50,8 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         # Providers the gateway does not serve that the backend answered a search with: bounded by the backend's
         # own table (only a provider it serves is ever added).
         self._backend_serves: set[str] = set()
+        self._judged: OrderedDict[int, tuple[bytes, Judged]] = OrderedDict()
+        self._judged_lock = threading.Lock()
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method: str = handler_call_details.method
@@ -86,8 +82,23 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             return False
         judged = judge(method, payload)
         if judged.foreign is not None:
-            return judged.foreign.lower() not in self._backend_serves
-        return judged.function is not None or judged.refused is not None
+            ours = judged.foreign.lower() not in self._backend_serves
+        else:
+            ours = judged.function is not None or judged.refused is not None
+        if ours:  # read once: kept for the unary_call that follows
+            with self._judged_lock:
+                self._judged[id(payload)] = (payload, judged)  # holding the bytes keeps their id unique
+                if len(self._judged) > JUDGED_KEPT:
+                    self._judged.popitem(last=False)
+        return ours
+
+    def _judge(self, method: str, payload: bytes) -> Judged:
+        """The request as ``claims`` read it, or read now (a call the front did not judge, or the gRPC server's)."""
+        with self._judged_lock:
+            kept = self._judged.pop(id(payload), None)
+        if kept is not None and kept[0] is payload:
+            return kept[1]
+        return judge(method, payload)
 
     def unary_call(self, method: str, payload: bytes, context: grpc.ServicerContext) -> bytes:
         """One unary call: reranked when it is ours, else forwarded; ``context`` is the gRPC server's or the
@@ -99,7 +110,7 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
             timeout = deadline_of(context.time_remaining())
             foreign = None
             if method in (SEARCH, HYBRID_SEARCH):
-                judged = judge(method, payload)
+                judged = self._judge(method, payload)
                 foreign = judged.foreign
                 if judged.refused is not None:  # pymilvus refused to build the Function: answer its message
                     route, outcome = "rerank", "error"
@@ -157,19 +168,13 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         """The answer of a reranked search and its outcome."""
         function = with_deadline(function, timeout)
         db_name = request.db_name or _first(metadata, "dbname")
-        requests = [request] if method == SEARCH else sub_requests(request)
-        text_field = function.input_field_names[0] if function.input_field_names else ""
-        call = _Call(self.backend, metadata, timeout, db_name, text_field, requests)
         # A caller that cancels or hangs up (with or without a deadline) ends the rerank's HTTP requests at once,
         # instead of leaving the service working for nobody until the rerank timeout.
         gone = threading.Event()
         context.add_callback(gone.set)
         try:
             with cancel_scope(gone):
-                if method == SEARCH:
-                    answer = self.reranker.search(request, function, call)
-                else:
-                    answer = self.reranker.hybrid_search(request, function, call)
+                answer = self.reranker.answer(method, request, function, metadata, timeout, db_name)
             return answer.SerializeToString(), "ok"
         except grpc.RpcError as exc:
             code = exc.code()
@@ -183,9 +188,13 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         return _search_failed(status), "error"
 
     def forget(self, method: str, payload: bytes, metadata: Metadata) -> None:
+        """A forwarded schema-changing call (``SCHEMA_CHANGES``) succeeded: drop the schemas it may have changed."""
+        if method in _CHANGES_ALL:
+            self.reranker.forget(None, None)
+            return
         described = _SERVICE.methods_by_name[method.rpartition("/")[2]]
         request: Any = message_factory.GetMessageClass(described.input_type).FromString(payload)
-        name = getattr(request, "collection_name", "") or getattr(request, "oldName", "")
+        name = getattr(request, "collection_name", "")
         self.reranker.forget(getattr(request, "db_name", "") or _first(metadata, "dbname"), name)
 
 

@@ -1,12 +1,14 @@
-"""Rows of a search answer's ``fields_data``, taken from the backend's own answer(s).
+"""The backend's search answers in, the reranked answer out: rows of ``fields_data`` taken from the backend's own.
 
-The reranked answer keeps the backend's encoding of every output field (dynamic fields, JSON, vectors, arrays,
-nullable flags) by copying rows of the FieldData Milvus sent, instead of decoding values and encoding them again.
+The flow reads the first-stage hits as pymilvus shapes them (``flow_hits``); the reranked answer keeps the
+backend's encoding of every output field (dynamic fields, JSON, vectors, arrays, nullable flags) by copying rows of
+the FieldData Milvus sent, instead of decoding values and encoding them again (``reranked_answer``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pymilvus.grpc_gen import schema_pb2
 
@@ -131,3 +133,61 @@ def take_rows(
                 raise ValueError(f"output field {key[0]} is missing from one of the backend's answers")
             append_row(outs[key], source, row)
     return [outs[key] for key in names]
+
+
+def flow_hits(
+    results: schema_pb2.SearchResultData, pk_name: str, text_field: str, nq: int
+) -> list[list[dict[str, Any]]]:
+    """Each query's hits in the shape the flow reads from pymilvus (pk, distance, the text in the entity)."""
+    kind = results.ids.WhichOneof("id_field")
+    ids: Sequence[Any] = getattr(results.ids, kind).data if kind else []
+    texts = next((f.scalars.string_data.data for f in results.fields_data if f.field_name == text_field), None)
+    out: list[list[dict[str, Any]]] = []
+    start = 0
+    for count in results.topks:
+        out.append(
+            [
+                {pk_name: ids[r], "distance": results.scores[r], "entity": {text_field: texts[r] if texts else ""}}
+                for r in range(start, start + count)
+            ]
+        )
+        start += count
+    out.extend([] for _ in range(nq - len(out)))
+    return out
+
+
+def reranked_answer(
+    result: Any,
+    answers: Sequence[schema_pb2.SearchResultData],
+    text_field: str,
+    limit: int,
+    requested: list[str],
+) -> schema_pb2.SearchResultData:
+    """The flow's reranked hits (``result``) as Milvus shapes a search answer: ids, scores, topks, and the requested
+    fields' rows, taken from the backend's ``answers`` (first occurrence of a primary key wins, like the flow's
+    union)."""
+    added = text_field not in requested and "*" not in requested  # fetched for the ranker only
+    drop = frozenset([text_field]) if added else frozenset()
+    data = schema_pb2.SearchResultData(num_queries=len(result), top_k=limit)
+    first = answers[0] if answers else schema_pb2.SearchResultData()
+    pk_kind = first.ids.WhichOneof("id_field") or "int_id"
+    picks: list[tuple[int, int]] = []
+    for q, hits in enumerate(result):
+        where: dict[Any, tuple[int, int]] = {}
+        for a, answer in enumerate(answers):
+            start = sum(answer.topks[:q])
+            kind = answer.ids.WhichOneof("id_field")
+            if kind is None or q >= len(answer.topks):
+                continue
+            ids = getattr(answer.ids, kind).data
+            for row in range(start, start + answer.topks[q]):
+                where.setdefault(ids[row], (a, row))
+        picks.extend(where[pk] for pk in hits.ids)
+        getattr(data.ids, pk_kind).data.extend(hits.ids)
+        data.scores.extend(float(d) for d in hits.distances)
+        data.topks.append(len(hits))
+    data.fields_data.extend(take_rows(answers, picks, drop))
+    data.output_fields.extend(f for f in first.output_fields if f not in drop)
+    data.primary_field_name = first.primary_field_name
+    data.all_search_count = sum(a.all_search_count for a in answers)
+    return data
