@@ -19,6 +19,18 @@ export VLLM_RANKER_VLLM_VENV=${VLLM_RANKER_VLLM_VENV:-${XDG_DATA_HOME:-$HOME/.lo
   bash scripts/install-vllm.sh "$VLLM_RANKER_VLLM_VENV"
 fi
 
+# The real-Milvus tier (tests/gateway/test_real_milvus.py) runs milvus==2.3.5's milvus-server: a 58 MB wheel with no
+# dependencies (the Milvus binary, an embedded etcd), in its own venv, one per user like vLLM's; only re-checked when
+# it works. Without it that tier skips itself loudly, except under CI=true where it fails.
+if [ "${VLLM_RANKER_SKIP_MILVUS_SERVER:-0}" != "1" ]; then
+  milvus_venv=${XDG_DATA_HOME:-$HOME/.local/share}/vllm-ranker/milvus-2.3.5-venv
+  if ! "$milvus_venv/bin/python" -c "import milvus; assert milvus.__version__ == '2.3.5'" 2>/dev/null; then
+    "$PY" -m venv "$milvus_venv"
+    "$milvus_venv/bin/python" -m pip install -q milvus==2.3.5 2>&1 | grep -v "is ignored" || true
+  fi
+  export VLLM_RANKER_MILVUS_SERVER=${VLLM_RANKER_MILVUS_SERVER:-$milvus_venv/bin/milvus-server}
+fi
+
 # Debian's Chromium + chromedriver for the page's browser test (apt, only when missing). Without them that test
 # skips itself loudly, except under CI=true where it fails.
 bash scripts/install-browser.sh || echo "test.sh: no browser: the browser test will skip (or fail under CI=true)"

@@ -5,11 +5,13 @@
   (``overlap_score``), OpenAI-style ``/v1/embeddings`` (``hashed_embedding``), a record of every request
   (``Recorded``), simulated latency and concurrency, and injectable faults (``Reply``).
 - ``milvus_lite_server``: ``milvus-lite server`` on a free loopback port (the remote, cluster-like path).
+- ``milvus_standalone_server``: a real Milvus 2.3.5 standalone (``pip install milvus==2.3.5``) on loopback ports.
 - ``wire_formats``: the request/answer shapes of each provider, as the server speaks them.
 """
 
 from vllm_ranker.testing import wire_formats
 from vllm_ranker.testing.milvus_lite import milvus_lite_server
+from vllm_ranker.testing.milvus_standalone import milvus_standalone_server
 from vllm_ranker.testing.rerank_server import (
     Recorded,
     Reply,
@@ -25,6 +27,7 @@ __all__ = [
     "RerankServer",
     "hashed_embedding",
     "milvus_lite_server",
+    "milvus_standalone_server",
     "overlap_score",
     "vllm_answer",
     "wire_formats",

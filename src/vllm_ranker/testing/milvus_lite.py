@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from vllm_ranker.local_vllm.network import free_port
+
 
 @contextlib.contextmanager
 def milvus_lite_server(data_dir: Path, start_timeout: float = 60.0) -> Iterator[str]:
@@ -19,9 +21,7 @@ def milvus_lite_server(data_dir: Path, start_timeout: float = 60.0) -> Iterator[
     (and keeps Milvus out of the caller's process, as in a real deployment). Raises RuntimeError, with the end
     of the server's log, if it exits or does not listen within ``start_timeout`` seconds.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
