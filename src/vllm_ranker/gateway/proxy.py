@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from vllm_ranker import Function, RerankParamError
+from vllm_ranker import Function, RerankParamError, RerankTimeout
 from vllm_ranker.core import schema
 from vllm_ranker.core.spec import unknown_everywhere
 from vllm_ranker.transport import cancel_scope
@@ -29,6 +29,8 @@ from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Judged, Reranker, judge, wit
 from .status import answer_with_status, status_of, unavailable
 
 log = logging.getLogger(__name__)
+# A rerank that timed out with less than this left of the caller's deadline was cut by that deadline.
+_DEADLINE_SLACK_S = 0.05
 
 _SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
 # Forwarded RPCs after which a cached schema may be stale: core/schema.py's one list, shared with the Python
@@ -182,6 +184,9 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 context.abort(code, exc.details() or "")
             status = unavailable(self.backend.uri, exc.details() or "")
         except Exception as exc:  # every failure becomes a Status: the SDK raises it, the gateway stays up
+            if isinstance(exc, RerankTimeout) and _caller_out_of_time(context):
+                # The rerank was cut at the caller's own deadline: the caller's gRPC status, as Milvus would end it.
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
             if not hasattr(exc, "code"):
                 log.exception("reranked %s failed", method.rpartition("/")[2])
             status = status_of(exc)
@@ -201,6 +206,11 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
 def _search_failed(status: common_pb2.Status) -> bytes:
     """The answer of a Search/HybridSearch that failed with ``status`` (both answer a ``SearchResults``)."""
     return bytes(milvus_pb2.SearchResults(status=status).SerializeToString())
+
+
+def _caller_out_of_time(context: grpc.ServicerContext) -> bool:
+    remaining = deadline_of(context.time_remaining())
+    return remaining is not None and remaining < _DEADLINE_SLACK_S
 
 
 def _first(metadata: Metadata, key: str) -> str:
