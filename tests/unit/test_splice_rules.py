@@ -4,6 +4,7 @@ failed on the front before its rewrite."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import zlib
@@ -362,5 +363,43 @@ def test_the_harness_settle_fails_on_a_hang(pool: ThreadPoolExecutor) -> None:
         front.send(front.request(1, SEARCH, b"ours"))
         with pytest.raises(AssertionError, match="unanswered"):
             await settle(front, limit=0.2)
+
+    run(pool, test)
+
+
+# Flow control downstream: the front's answers and the backend's frames share the SDK's windows
+
+
+def test_answers_wait_for_the_sdks_stream_window(pool: ThreadPoolExecutor) -> None:
+    async def test(front: Front) -> None:
+        front.send(_setting(wire.SETTINGS_INITIAL_WINDOW_SIZE, 100))
+        front.send(front.request(1, SEARCH, b"ours" + b"a" * 996))
+        for _ in range(100):
+            if front.answers().get(1):
+                break
+            await asyncio.sleep(0.01)
+        assert sum(len(p) for p in front.answers()[1] if isinstance(p, bytes)) == 100
+        front.send(wire.window_update(1, 2000))
+        answer = front.answers()[1]
+        assert b"".join(p for p in answer if isinstance(p, bytes)) == grpc_body(b"a" * 996 + b"sruo")
+        assert answer[-1] == {b"grpc-status": b"0"}
+
+    run(pool, test)
+
+
+def test_a_backend_frame_that_would_overflow_the_sdks_real_window_waits(pool: ThreadPoolExecutor) -> None:
+    async def test(front: Front) -> None:
+        front.send(front.headers(1, OTHER, end=True))
+        front.splice.from_backend(wire.frame(wire.HEADERS, wire.END_HEADERS, 1, RESPONSE))
+        body = b"ours" + b"b" * 60000
+        front.send(front.request(3, SEARCH, body, frame_size=8192))
+        await settle(front)  # the front's answer took 60,009 bytes of the SDK's 65,535-byte window
+        late = wire.frame(wire.DATA, 0, 1, b"x" * wire.MAX_FRAME)
+        front.splice.from_backend(late)  # the backend thinks the whole window is free
+        assert not front.client.data.endswith(late)
+        front.send(wire.window_update(0, len(grpc_body(body))))  # the SDK credits the front's answer
+        assert front.client.data.endswith(late) and front.backend.credits(0) == 0  # that credit was the front's
+        front.send(wire.window_update(0, wire.MAX_FRAME))
+        assert front.backend.credits(0) == wire.MAX_FRAME  # and this one the backend's
 
     run(pool, test)

@@ -52,6 +52,8 @@ class Splice(BackendSide):
         self._preface_seen = False
         self._blocks = HeaderBlocks(wire.DEFAULT_HEADER_TABLE)  # the SDK's, as the backend decodes them
         self._streams: dict[int, Stream] = {}
+        self._withheld: dict[int, Stream] = {}  # streams whose request headers the backend has not seen yet
+        self._blocked: dict[int, Stream] = {}  # answers waiting for the SDK's window
         self._answered: OrderedDict[int, None] = OrderedDict()  # local streams ended: late frames are dropped
         self._last_stream = 0  # the highest stream the SDK opened
         self._client_max_frame = wire.MAX_FRAME
@@ -141,6 +143,7 @@ class Splice(BackendSide):
             s.state = State.HELD
             if not wire.changes_table(block):  # then it may stay unsent: a search the front answers costs nothing
                 s.withheld = frames
+                self._withheld[stream] = s
                 return
         self._release_withheld()
         self._to_backend(wire.HEADERS, flags | wire.END_HEADERS, stream, frames)
@@ -148,13 +151,14 @@ class Splice(BackendSide):
     def _release_withheld(self) -> None:
         """Withheld header blocks go first: streams open in the order of their ids, and a withheld block must be
         decoded by the backend against the table it was encoded with."""
-        for s in self._streams.values():
-            if s.withheld:
+        for s in self._withheld.values():
+            if s.withheld and self._streams.get(s.id) is s:  # not a stream the SDK reset in the meantime
                 self.up.own(s.withheld)
                 s.withheld = b""
                 s.backend_open = s.state is State.LOCAL
                 if s.credits:
                     self.up.own(wire.window_update(s.id, s.credits))
+        self._withheld.clear()
 
     def _request_trailers(self, s: Stream, block: bytes, frames: bytes) -> None:
         changes = wire.changes_table(block)
@@ -347,16 +351,23 @@ class Splice(BackendSide):
             out.append(wire.frame(wire.DATA, 0, s.id, chunk))
             s.window -= len(chunk)
             self.books.wrote(len(chunk), own=True)
-        if not s.body and s.tail is not None:
+        if s.body:
+            self._blocked[s.id] = s
+        elif s.tail is not None:
             out.append(s.tail)
             del self._streams[s.id]
+            self._blocked.pop(s.id, None)
             self._remember(s.id)
-        self.down.own(b"".join(out))
+        written = b"".join(out)
+        if written:
+            self.down.own(written)
 
     def _flush_waiting(self) -> None:
-        for s in list(self._streams.values()):
-            if s.tail is not None and s.body:
+        for s in list(self._blocked.values()):
+            if self._streams.get(s.id) is s:
                 self._flush_answer(s)
+            else:
+                del self._blocked[s.id]
         self.drain_queued()
 
     def _remember(self, stream: int) -> None:
@@ -382,3 +393,4 @@ class Splice(BackendSide):
             if s.context is not None:
                 s.context.cancel()
         self._streams.clear()
+        self._blocked.clear()
