@@ -140,3 +140,15 @@ def test_data_headers_continuation_and_settings_are_copied_both_ways(pool: Threa
         ]
 
     run(pool, test)
+
+
+def test_a_backends_push_promise_reaches_the_sdk_whole(pool: ThreadPoolExecutor) -> None:
+    async def test(front: Front) -> None:
+        front.send(front.headers(1, OTHER, end=True))
+        block = hpack.Encoder().encode([(":method", "GET"), (":path", "/pushed"), ("x", "z" * 60)])
+        promise = wire.frame(wire.PUSH_PROMISE, 0, 1, (2).to_bytes(4, "big") + block[:10])
+        promise += wire.frame(wire.CONTINUATION, wire.END_HEADERS, 1, block[10:])
+        front.splice.from_backend(promise)  # the SDK refuses it (gRPC clients disable push): its decision
+        assert front.client.data.endswith(promise)
+
+    run(pool, test)
