@@ -20,6 +20,7 @@ from vllm_ranker import __version__
 # name -> (module, one-line help). The modules are imported only when their subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("vllm_ranker.cli.serve", "run a real vLLM embedding + rerank server (pooling runner)"),
+    "install-vllm": ("vllm_ranker.cli.install_vllm", "create the virtual environment with vLLM that serve runs"),
     "demo": ("vllm_ranker.cli.demo", "the vLLM Ranker end to end on an embedded Milvus Lite collection"),
     "ingest": ("vllm_ranker.cli.ingest", "load a corpus into Milvus with BM25 and dense fields"),
     "eval": ("vllm_ranker.cli.eval", "nDCG@10 / Recall@100 / MRR@10 of first stages and +rerank"),

