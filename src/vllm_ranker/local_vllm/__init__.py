@@ -1,6 +1,6 @@
 """A managed local vLLM (the ``vllm-ranker serve`` behind the tools): standard library only.
 
-vLLM and torch live in their own virtual environment (``scripts/install-vllm.sh``); this package finds it
+vLLM and torch live in their own virtual environment (``vllm-ranker install-vllm``); this package finds it
 (``venv.py``), launches and health-checks the server (``server.py``), keeps PID and log files for detached servers
 (``pid_files.py``), runs an embedder and a reranker together (``pair.py``: two vLLM processes, or one and a port
 forwarder), tells a cross-encoder from an embedding model (``model_kind.py``) and holds the small network helpers

@@ -1,7 +1,7 @@
 """The managed vLLM server: launch, health-check and stop it; ``ensure_server`` reuses a healthy one.
 
 vLLM (and torch) are deliberately *not* dependencies of ``vllm_ranker``: they live
-in a separate virtual environment (see ``scripts/install-vllm.sh``).  This module
+in a separate virtual environment (``vllm-ranker install-vllm``).  This module
 only needs the path of that venv's python and talks to the server over HTTP, so
 it uses the standard library alone.
 
@@ -46,6 +46,7 @@ from vllm_ranker.local_vllm.pid_files import (
     signal_group,
 )
 from vllm_ranker.local_vllm.venv import (
+    CPU_START_UP,
     DEFAULT_MODEL_NAME,
     DEFAULT_MODEL_PACKAGE,
     VLLMInstall,
@@ -270,7 +271,7 @@ class ManagedVLLM:
             if elapsed > timeout:
                 raise VLLMStartError(
                     f"vLLM did not answer {self.endpoint}/health within {timeout:.0f} s "
-                    "(start-up on CPU takes ~25-80 s; raise the timeout if the machine is slow).\n"
+                    f"(start-up on CPU takes {CPU_START_UP}; raise the timeout if the machine is slow).\n"
                     + self._log_excerpt()
                 )
             if progress is not None:
