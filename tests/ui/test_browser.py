@@ -2,8 +2,10 @@
 
 No browser is downloaded at run time: Selenium gets both paths, so selenium-manager never runs (``SE_OFFLINE`` makes
 sure). ``scripts/install-browser.sh`` installs them; without them this test skips loudly, and fails under CI=true.
-The server is the real app under uvicorn on a loopback port, shared with the HTTP tests; screenshots go to the
-test's tmp dir (their path is printed with the measured render times).
+The server is the real app under uvicorn on a loopback port, over a Milvus Lite file made by another process (every
+collection released, as in every file a user opens); screenshots go to the test's tmp dir (their path is printed with
+the measured render times), and with VLLM_RANKER_UI_DOCS=DIR also to DIR/ui.png and DIR/ui-eval.png, reduced to 128
+and 64 colours as docs/ keeps them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.ui.collections import build_elsewhere
+from tests.ui.conftest import serve
 from tests.ui.reports import report
+from vllm_ranker.testing import RerankServer
+from vllm_ranker.ui.app import create_app
 
 # Debian's paths; the variables let another machine point at its own (still never downloaded here).
 CHROMIUM = os.environ.get("VLLM_RANKER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -89,8 +95,11 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def page_url(ui_url: str) -> str:
-    return ui_url
+def page_url(tmp_path_factory: pytest.TempPathFactory, rerank: RerankServer) -> Iterator[str]:
+    """The page over a Milvus Lite file made by another process that has exited: every collection released."""
+    db = build_elsewhere(tmp_path_factory.mktemp("ui-browser") / "reopened.db", rerank.endpoint)
+    with serve(create_app(db, rerank.endpoint)) as url:
+        yield url
 
 
 def wait_for(driver: Any, condition: str, timeout: float = 30) -> None:
@@ -131,6 +140,19 @@ def full_page_screenshot(driver: Any, path: Path) -> None:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+def keep_for_docs(shot: Path, name: str, colours: int, crop: tuple[int, int] | None = None) -> None:
+    """``shot`` as docs/ keeps it (``VLLM_RANKER_UI_DOCS=docs``): fewer colours (a 4x smaller file), maybe cropped to
+    its top-left ``crop`` (width, height)."""
+    folder = os.environ.get("VLLM_RANKER_UI_DOCS")
+    if not folder:
+        return
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        kept = image.convert("RGB").crop((0, 0, *crop)) if crop else image.convert("RGB")
+        kept.quantize(colours).save(Path(folder) / name, optimize=True)
+
+
 def hits(driver: Any, list_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = driver.execute_script(
         "return [...document.querySelectorAll(arguments[0] + ' li.hit')].map(li => ({key: li.dataset.key, "
@@ -149,6 +171,11 @@ def test_query_renders_both_lists_moves_and_timing(
     browser.get(page_url + "/")
     wait_for(browser, "document.body.dataset.state === 'ready'")
     Select(browser.find_element("id", "collection")).select_by_value("python_docs")
+    # Released, as the file was reopened: the page loads it when picked, and says why.
+    wait_for(browser, "document.body.dataset.state === 'ready'")
+    status = browser.find_element("id", "collection-status").text
+    assert status.startswith("Loaded python_docs in ") and "released when a new process opens it" in status
+    assert browser.find_element("id", "run").is_enabled() and not browser.find_element("id", "load-box").is_displayed()
     assert browser.find_element("id", "text-field").get_attribute("value") == "document"
     stages = [o.get_attribute("value") for o in Select(browser.find_element("id", "stage")).options]
     assert stages == ["dense", "bm25", "hybrid"]
@@ -192,6 +219,7 @@ def test_query_renders_both_lists_moves_and_timing(
 
     shot = tmp_path / "ui-compare.png"
     full_page_screenshot(browser, shot)
+    keep_for_docs(shot, "ui.png", 128)
     with capsys.disabled():  # in the test log even without -s: the measurement is what this line is for
         print(
             f"\nrender (click to painted lists): first query {cold[0]:.0f} ms ({cold[1]:.0f} ms on top of the rerank "
@@ -248,9 +276,55 @@ def test_evaluation_view_draws_a_report(browser: Any, page_url: str, tmp_path: P
     Select(browser.find_element("id", "pair-metric")).select_by_value("MRR@10")
     wait_for(browser, "document.querySelector('.pair h3').textContent.includes('MRR@10')")
     full_page_screenshot(browser, tmp_path / "ui-evaluation.png")
+    keep_for_docs(tmp_path / "ui-evaluation.png", "ui-eval.png", 64, crop=(820, 690))
 
     bad = tmp_path / "not-a-report.json"
     bad.write_text('{"collection": "x"}')
     browser.find_element("id", "eval-file").send_keys(str(bad))
     wait_for(browser, "document.body.dataset.evalState === 'error'")
     assert "it has no 'pipelines' list" in browser.find_element("id", "eval-error").text
+
+
+def test_a_released_collection_on_a_server_waits_for_the_load_button(
+    browser: Any, released_server: str, rerank: RerankServer, tmp_path: Path
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    with serve(create_app(released_server, rerank.endpoint)) as url:
+        browser.get(url + "/")
+        wait_for(browser, "document.body.dataset.state === 'released'")  # the first one listed, bm25_only
+        Select(browser.find_element("id", "collection")).select_by_value("python_docs")
+        assert browser.execute_script("return document.body.dataset.state") == "released"
+        why = browser.find_element("id", "load-why").text
+        assert why.startswith("python_docs is released on this Milvus server: it must be loaded before it can be")
+        assert "query nodes' memory, for everyone using this Milvus" in why
+        assert not browser.find_element("id", "run").is_enabled()
+        browser.save_screenshot(str(tmp_path / "ui-load-button.png"))
+        browser.find_element("id", "load").click()
+        wait_for(browser, "document.body.dataset.state === 'ready'")
+        assert not browser.find_element("id", "load-box").is_displayed()
+        assert browser.find_element("id", "collection-status").text.startswith("Loaded python_docs in ")
+        run_query(browser, QUERY, typed=False)
+        assert len(hits(browser, "reranked")) == 10
+
+
+def test_an_empty_milvus_shows_how_to_get_data_in(browser: Any, tmp_path: Path, rerank: RerankServer) -> None:
+    beside = build_elsewhere(tmp_path / "vllm_ranker_demo.db", None)
+    missing = tmp_path / "milvus.db"
+    with serve(create_app(str(missing), rerank.endpoint)) as url:
+        browser.get(url + "/")
+        wait_for(browser, "document.body.dataset.state === 'empty'")
+        text = browser.find_element("id", "get-data").text
+        assert not browser.find_element("id", "query-form").is_displayed()
+        assert f"There is no Milvus Lite file at {missing}. The page only reads: it creates none." in text
+        assert f"vllm-ranker demo --uri {missing}" in text and f"vllm-ranker ingest DIR|FILE --uri {missing}" in text
+        assert "Then reload this page." in text
+        assert browser.find_element("id", "neighbours").text == beside
+        full_page_screenshot(browser, tmp_path / "ui-empty.png")
+    assert not missing.exists()
+    with serve(create_app(beside, rerank.endpoint)) as url:  # there, but empty: and this page holds it open
+        browser.get(url + "/")
+        wait_for(browser, "document.body.dataset.state === 'empty'")
+        text = browser.find_element("id", "get-data").text
+        assert f"Milvus at {beside} has no collections." in text and "stop vllm-ranker ui (Ctrl-C)" in text
+        assert not browser.find_element("id", "empty-neighbours").is_displayed()

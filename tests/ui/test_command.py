@@ -73,7 +73,7 @@ def test_bad_port_is_a_one_line_error() -> None:
         command.run(parser().parse_args(["ui", "--port", "70000"]))
 
 
-def test_run_serves_the_page_until_interrupted(tmp_path: Path) -> None:
+def test_run_serves_the_page_until_interrupted_and_creates_no_file(tmp_path: Path) -> None:
     src = str(Path(vllm_ranker.__file__).resolve().parents[1])
     script = (
         "import argparse, sys\n"
@@ -82,13 +82,14 @@ def test_run_serves_the_page_until_interrupted(tmp_path: Path) -> None:
         "sys.exit(command.run(top.parse_args(sys.argv[1:])))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    db = tmp_path / "empty.db"
+    # The default --uri (./milvus.db), in a folder without one: as `vllm-ranker ui` is first run.
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, "ui", "--uri", str(db), "--port", "0", "--endpoint", "http://u:pw@127.0.0.1:9"],
+        [sys.executable, "-c", script, "ui", "--port", "0", "--endpoint", "http://u:pw@127.0.0.1:9"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=tmp_path,
     )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -103,10 +104,17 @@ def test_run_serves_the_page_until_interrupted(tmp_path: Path) -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        # The page loads without Milvus being opened (the client is opened on first use: see test_http).
         assert page.status_code == 200 and "pw@" not in page.text and 'id="query"' in page.text
+        # What the page's script asks first, and a search: answered in words, and ./milvus.db is not created.
+        listed = httpx.get(url + "/api/collections", timeout=30).json()
+        assert listed == {"uri": "./milvus.db", "exists": False, "collections": [], "neighbours": []}
+        body = {"collection": "docs", "text_field": "text", "query": "q", "stage": "bm25"}
+        search = httpx.post(url + "/api/compare", json=body, timeout=30)
+        assert search.status_code == 404 and search.json()["kind"] == "no_database"
+        assert search.json()["error"].startswith("there is no Milvus Lite file at ./milvus.db, and the page creates")
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.ui.conftest import DOCS, serve
+from tests.ui.collections import DOCS
+from tests.ui.conftest import serve
 from vllm_ranker.testing import RerankServer, overlap_score
 from vllm_ranker.ui.app import create_app
 
@@ -44,6 +45,14 @@ def model_order(query: str, keys: list[str], texts: dict[str, str]) -> list[str]
     return sorted(keys, key=lambda k: (-float(np.float32(overlap_score(query, texts[k]))), int(k)))
 
 
+def config_of(page: str) -> dict[str, Any]:
+    """The config the server gives the page's script."""
+    found = re.search(r'<script id="config" type="application/json">(.*?)</script>', page)
+    assert found is not None
+    config: dict[str, Any] = json.loads(found.group(1))
+    return config
+
+
 def joined(segments: list[list[Any]]) -> str:
     return "".join(text for text, _ in segments)
 
@@ -52,9 +61,7 @@ def joined(segments: list[list[Any]]) -> str:
 def test_page_serves_the_form_and_its_config(http: Any, rerank: RerankServer) -> None:
     page = http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    found = re.search(r'<script id="config" type="application/json">(.*?)</script>', page.text)
-    assert found is not None
-    config = json.loads(found.group(1))
+    config = config_of(page.text)
     assert config["endpoint"] == rerank.endpoint and "vllm" in config["providers"] and "cohere" in config["providers"]
     for needle in ('id="query"', 'id="first"', 'id="reranked"', 'id="timing"', 'id="eval-file"', "/static/app.js"):
         assert needle in page.text
@@ -62,11 +69,13 @@ def test_page_serves_the_form_and_its_config(http: Any, rerank: RerankServer) ->
 
 
 def test_static_files_are_served_from_the_package(http: Any) -> None:
-    js = http.get("/static/app.js")
     css = http.get("/static/style.css")
-    assert js.status_code == 200 and "javascript" in js.headers["content-type"] and "textContent" in js.text
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-    assert "innerHTML" not in js.text  # server texts only ever go in through textContent
+    for name in ("app.js", "common.js", "evaluation.js"):  # app.js imports the other two
+        js = http.get(f"/static/{name}")
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+        assert "innerHTML" not in js.text  # server texts only ever go in through textContent
+    assert "textContent" in http.get("/static/common.js").text
     assert http.get("/static/missing.js").status_code == 404
 
 
@@ -91,6 +100,8 @@ def test_collections_lists_fields_and_allowed_stages(http: Any) -> None:
     assert ingested["stages"] == ["dense", "bm25", "hybrid"] and ingested["dense_from_text"] is False
     assert ingested["pk"] == "id" and ingested["pk_int"] is False and ingested["default_text"] == "text"
     assert views["bm25_only"]["stages"] == ["bm25"] and views["bm25_only"]["default_text"] == "body"
+    # Made and loaded by this very process: still loaded (test_milvus_states has the file a new process opens).
+    assert {v["load_state"] for v in views.values()} == {"loaded"} and answer["exists"] is True
 
 
 # ---- compare ---------------------------------------------------------------------------------------------------
@@ -239,7 +250,7 @@ def test_unexpected_errors_show_only_their_type(rerank: RerankServer) -> None:
     def broken(uri: str) -> Any:
         raise RuntimeError("details that may hold data: token=abc")
 
-    with serve(create_app("x.db", rerank.endpoint, client_factory=broken)) as url:
+    with serve(create_app(dead_endpoint(), rerank.endpoint, client_factory=broken)) as url:
         answer = httpx.get(url + "/api/collections")
     assert answer.status_code == 500
     assert answer.json()["error"] == "internal error (RuntimeError); the server's log has the details"

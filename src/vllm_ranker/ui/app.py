@@ -1,13 +1,16 @@
 """The Starlette application: one page, a small JSON API behind it, and the page's own static files.
 
     GET  /                 the page (collections, query form, the two lists, timing, evaluation view)
-    GET  /api/collections  collections with their text fields and allowed first stages
+    GET  /api/collections  collections with their text fields, allowed first stages and load state
+    POST /api/load         load one collection (Milvus searches only loaded ones)
     POST /api/compare      one query, first stage vs reranked (JSON in, JSON out)
     GET  /api/document     one document in full (?collection=&key=, optional &text_field=&query= to mark)
     POST /api/eval         an uploaded ``vllm-ranker eval`` report, reduced to what the page draws
-    GET  /static/...       app.js and style.css (served from the package: the page works offline)
+    GET  /static/...       the scripts (app.js and the modules it imports) and style.css (served from the package:
+                           the page works offline)
 
-Only the loopback names may reach it by default, and only the page itself may POST (guard.py).
+Milvus is opened by the first request that needs it, and a Milvus Lite file that is not there is never created
+(source.py). Only the loopback names may reach it by default, and only the page itself may POST (guard.py).
 Every failure answers ``{"error": "<plain words>", "kind": ...}``: the library's own message for bad params and
 service failures (already free of API keys), Milvus's message for Milvus errors, and for anything unexpected only
 its type; the traceback goes to the server's log, never to the page.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
+import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,43 +36,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from vllm_ranker import MilvusClient, RerankParamError, RerankServiceError
+from vllm_ranker import RerankParamError, RerankServiceError
 
-from .catalog import describe, list_views
-from .compare import PROVIDERS, CompareRequest, InputError, QueryEmbedder, compare, without_userinfo
+from .catalog import describe, list_views, load, loaded_needed
+from .compare import PROVIDERS, CompareRequest, compare, without_userinfo
+from .errors import InputError, PageError
 from .evalreport import ReportError, summarize
 from .guard import LOOPBACK_NAMES, LocalOnly
 from .highlight import query_terms, segments
+from .source import UiState
 
 HERE = Path(__file__).parent
 MAX_REPORT_BYTES = 64 << 20  # per-query values of a large BEIR split are a few MB; refuse a wrong file early
 log = logging.getLogger(__name__)
-
-
-class UiState:
-    """The page's Milvus client, opened on first use: the page itself (and its error message) must load even when
-    Milvus is unreachable or the file cannot be opened."""
-
-    def __init__(self, uri: str, endpoint: str, client_factory: Callable[[str], Any] = MilvusClient) -> None:
-        self.uri = uri
-        self.endpoint = endpoint
-        self.embedder = QueryEmbedder(endpoint)
-        self._factory = client_factory
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._factory(self.uri)
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-        self.embedder.close()
 
 
 def _error(message: str, kind: str, status: int) -> JSONResponse:
@@ -88,7 +67,9 @@ def _plain_errors(handler: Handler) -> Handler:
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
-        except (InputError, ReportError) as exc:
+        except PageError as exc:
+            return _error(str(exc), exc.kind, exc.status)
+        except ReportError as exc:
             return _error(str(exc), "input", 400)
         except RerankParamError as exc:
             return _error(str(exc), "params", 400)
@@ -135,7 +116,9 @@ def create_app(
 
     async def page(request: Request) -> Response:
         config = {
-            "uri": without_userinfo(uri),
+            "uri": state.shown_uri,
+            "uri_arg": shlex.quote(state.shown_uri),  # as the page's commands write it
+            "lite": state.lite is not None,
             "endpoint": without_userinfo(reranker),
             "providers": list(PROVIDERS),
         }
@@ -143,8 +126,24 @@ def create_app(
 
     @_plain_errors
     async def collections(request: Request) -> Response:
-        views = await run_in_threadpool(lambda: list_views(state.client()))
-        return JSONResponse({"uri": without_userinfo(uri), "collections": [v.as_dict() for v in views]})
+        def work() -> dict[str, Any]:
+            missing = state.missing()  # then nothing is opened: opening would create the file
+            views = [] if missing else list_views(state.client())
+            answer = {"uri": state.shown_uri, "exists": not missing, "collections": [v.as_dict() for v in views]}
+            if not views:  # the page says how to get data in, and which Milvus Lite files are beside this one
+                answer["neighbours"] = state.neighbours()
+            return answer
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @_plain_errors
+    async def load_endpoint(request: Request) -> Response:
+        body = await _json_body(request)
+        name = str(body.get("collection") or "") if isinstance(body, dict) else ""
+        if not name:
+            raise InputError("give the collection to load")
+        view = await run_in_threadpool(lambda: load(state.client(), name))
+        return JSONResponse(view.as_dict())
 
     @_plain_errors
     async def compare_endpoint(request: Request) -> Response:
@@ -152,7 +151,9 @@ def create_app(
 
         def work() -> dict[str, Any]:
             client = state.client()
-            return compare(client, describe(client, req.collection), req, state.embedder)
+            view = describe(client, req.collection)
+            with loaded_needed(client, req.collection):
+                return compare(client, view, req, state.embedder)
 
         return JSONResponse(await run_in_threadpool(work))
 
@@ -170,7 +171,8 @@ def create_app(
                 pk: Any = int(key) if view.pk_int else key
             except ValueError:
                 raise InputError(f"key {key!r} is not a whole number, as {view.pk!r} is") from None
-            rows = client.get(name, ids=[pk], output_fields=view.scalar_fields)
+            with loaded_needed(client, name):
+                rows = client.get(name, ids=[pk], output_fields=view.scalar_fields)
             if not rows:
                 raise InputError(f"no document with {view.pk} = {key!r} in {name!r} (deleted since the search?)")
             row = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in rows[0].items()}
@@ -196,6 +198,7 @@ def create_app(
         routes=[
             Route("/", page),
             Route("/api/collections", collections),
+            Route("/api/load", load_endpoint, methods=["POST"]),
             Route("/api/compare", compare_endpoint, methods=["POST"]),
             Route("/api/document", document),
             Route("/api/eval", evaluation, methods=["POST"]),

@@ -4,16 +4,24 @@ Read from ``describe_collection`` (public pymilvus API), so it works for the dem
 Milvus's TEXTEMBEDDING function: search with the query text), for ``vllm-ranker ingest``'s (dense vectors inserted by
 the caller: the page embeds the query through the endpoint's ``/v1/embeddings``) and for any other collection with a
 text field and a BM25 function.
+
+Each listed collection also says whether it is loaded: Milvus searches only loaded collections, and Milvus Lite
+leaves every collection of a file released when the file is opened by a new process (the case of every file that
+``vllm-ranker demo`` or ``ingest`` made), so the page loads one before searching it (``load``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pymilvus import MilvusException
 
 from vllm_ranker import DataType, FunctionType
+
+from .errors import NotLoaded
 
 STAGES = ("dense", "bm25", "hybrid")
 
@@ -31,6 +39,7 @@ class CollectionView:
     sparse: str | None  # the BM25 function's output field
     scalar_fields: list[str] = field(default_factory=list)  # what a document shows (vectors left out)
     stages: list[str] = field(default_factory=list)
+    load_state: str = "unknown"  # "loaded", "loading" or "released"; describe() alone does not ask (one more call)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,12 +106,48 @@ def _guess_text(fields: list[dict[str, Any]], texts: list[str]) -> str | None:
     return max(texts, key=length)
 
 
+def load_state(client: Any, name: str) -> str:
+    """``"loaded"``, ``"loading"`` (a load under way, by anyone) or ``"released"``."""
+    state = client.get_load_state(name).get("state")
+    label = str(getattr(state, "name", state))  # a pymilvus LoadState member
+    return {"Loaded": "loaded", "Loading": "loading"}.get(label, "released")
+
+
+def described(client: Any, name: str) -> CollectionView:
+    """``describe`` and the load state: what the page lists."""
+    return replace(describe(client, name), load_state=load_state(client, name))
+
+
 def list_views(client: Any) -> list[CollectionView]:
     """Every collection, sorted by name; ones that vanish between list and describe are left out."""
     views: list[CollectionView] = []
     for name in sorted(client.list_collections()):
         try:
-            views.append(describe(client, name))
+            views.append(described(client, name))
         except MilvusException:  # dropped by someone else meanwhile: not worth failing the whole list
             continue
     return views
+
+
+def load(client: Any, name: str) -> CollectionView:
+    """Load collection ``name`` (pymilvus waits until it is loaded) and give its view as it is now."""
+    client.load_collection(name)
+    return described(client, name)
+
+
+@contextlib.contextmanager
+def loaded_needed(client: Any, name: str) -> Iterator[None]:
+    """Turns Milvus's failure on a released collection ("call load() before search") into ``NotLoaded``, which the
+    page answers by loading the collection or offering to. Asked only after a failure: searches pay nothing."""
+    try:
+        yield
+    except MilvusException:
+        with contextlib.suppress(MilvusException):  # gone, or Milvus unreachable: the first failure says more
+            state = load_state(client, name)
+            if state != "loaded":
+                raise NotLoaded(
+                    f"collection {name!r} is {state}: Milvus searches only loaded collections. The page loads it "
+                    "when you pick it (at once for a Milvus Lite file, with its Load button on a server); "
+                    "POST /api/load does it too"
+                ) from None
+        raise

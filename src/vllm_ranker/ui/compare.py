@@ -19,16 +19,13 @@ from pymilvus import RRFRanker
 from vllm_ranker import AnnSearchRequest, Function, FunctionType, RerankServiceError, RerankStats
 
 from .catalog import CollectionView
+from .errors import InputError
 from .highlight import query_terms, snippet
 
 SELF_HOSTED = ("vllm", "tei")
 PROVIDERS = ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface")
 MAX_WINDOW = 1000  # the page draws every hit of both lists; more would only make it slow
 MAX_SHOWN = 100
-
-
-class InputError(ValueError):
-    """What the page sent is missing or out of range; the message is shown as it is."""
 
 
 def without_userinfo(url: str) -> str:

@@ -1,49 +1,9 @@
-// vllm-ranker ui: the page's behaviour. No framework and no charting library: the charts are a few SVG rects,
-// and every text from the server goes into the DOM through textContent (documents may hold HTML or script).
-"use strict";
+// vllm-ranker ui: the compare view (collections, the form, both lists, timings, a document in full) and the wiring.
+import { $, api, config, el, fmtScore, ms, postJSON, showError } from "./common.js";
+import { loadReport } from "./evaluation.js";
 
-const config = JSON.parse(document.getElementById("config").textContent);
-const $ = (id) => document.getElementById(id);
-const SVG = "http://www.w3.org/2000/svg";
 let collections = [];
 let lastQuery = null;
-
-function el(tag, attrs, ...children) {
-  const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === null || value === undefined) continue;
-    if (key === "text") node.textContent = value;
-    else if (key === "class") node.setAttribute("class", value);
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-
-function showError(box, message) {
-  box.textContent = message;
-  box.hidden = !message;
-}
-
-// Every API answer is JSON; a failure carries {"error": "<plain words>"} which is shown as it is.
-async function api(path, options) {
-  let response;
-  try {
-    response = await fetch(path, options);
-  } catch (e) {
-    throw new Error("the vllm-ranker ui server cannot be reached (stopped?)");
-  }
-  let body = null;
-  try { body = await response.json(); } catch (e) { /* not JSON: handled below */ }
-  if (!response.ok || body === null) {
-    throw new Error((body && body.error) || `the server answered ${response.status}`);
-  }
-  return body;
-}
-
-const ms = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) + " ms";
-const fmtScore = (v) => (Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.001) ? v.toExponential(2) : v.toFixed(4));
 
 // ---- collections and the form ------------------------------------------------------------------------------
 function fillSelect(select, values, chosen) {
@@ -51,14 +11,90 @@ function fillSelect(select, values, chosen) {
   if (chosen && values.includes(chosen)) select.value = chosen;
 }
 
+const selected = () => collections.find((c) => c.name === $("collection").value);
+const loading = new Set();  // names whose load this page has asked for and not heard back about
+const loadedIn = new Map();  // name -> ms the page's own load of it took
+
 function onCollection() {
-  const view = collections.find((c) => c.name === $("collection").value);
+  const view = selected();
   if (!view) return;
   fillSelect($("text-field"), view.text_fields, view.default_text);
   const labels = { dense: "dense", bm25: "BM25", hybrid: "hybrid (RRF)" };
   $("stage").replaceChildren(...view.stages.map((s) => el("option", { value: s, text: labels[s] })));
   if (view.stages.includes("hybrid")) $("stage").value = "hybrid";
+  showError($("error"), "");
   if (!view.stages.length) showError($("error"), `collection ${view.name} has no BM25 function and no float vector field: nothing to search`);
+  showLoadState(view);
+}
+
+// Milvus searches only loaded collections. A Milvus Lite file opened anew has every collection released, and
+// loading one takes this process's memory only, so the page loads the one picked at once. On a server, loading
+// takes the query nodes' memory (everyone's) and maybe minutes: the page says so and waits for the Load button.
+function showLoadState(view) {
+  const ready = view.load_state === "loaded";
+  $("run").disabled = !ready;
+  $("load-box").hidden = ready;
+  $("load").hidden = true;
+  const took = loadedIn.get(view.name);
+  $("collection-status").textContent = !ready || took === undefined ? ""
+    : config.lite
+      ? `Loaded ${view.name} in ${ms(took)}: Milvus Lite leaves every collection of a file released when a new ` +
+        "process opens it, so the page loads the one you pick."
+      : `Loaded ${view.name} in ${ms(took)}.`;
+  if (ready) {
+    document.body.dataset.state = "ready";
+  } else if (loading.has(view.name)) {
+    $("load-why").textContent = `Loading ${view.name} …`;
+    document.body.dataset.state = "loading";
+  } else if (config.lite) {
+    loadCollection(view.name);
+  } else {
+    $("load-why").textContent =
+      `${view.name} is ${view.load_state} on this Milvus server: it must be loaded before it can be searched. ` +
+      "Loading puts it in the query nodes' memory, for everyone using this Milvus, and a large collection takes a " +
+      "while, so the page asks first.";
+    $("load").hidden = false;
+    document.body.dataset.state = "released";
+  }
+}
+
+async function loadCollection(name) {
+  loading.add(name);
+  const started = performance.now();
+  if (selected() && selected().name === name) showLoadState(selected());
+  try {
+    const view = await postJSON("/api/load", { collection: name });
+    collections = collections.map((c) => (c.name === name ? view : c));
+    loadedIn.set(name, performance.now() - started);
+  } catch (e) {
+    loading.delete(name);
+    showError($("error"), e.message);
+    if (selected() && selected().name === name) {  // the button retries; loading again by itself could loop
+      $("load-why").textContent = `${name} could not be loaded.`;
+      $("load").hidden = false;
+    }
+    document.body.dataset.state = "error";
+    return;
+  }
+  loading.delete(name);
+  if (selected() && selected().name === name) showLoadState(selected());
+}
+
+function showGetData(answer) {
+  $("query-form").hidden = true;
+  $("get-data").hidden = false;
+  $("empty-why").textContent = answer.exists
+    ? `Milvus at ${answer.uri} has no collections.`
+    : `There is no Milvus Lite file at ${answer.uri}. The page only reads: it creates none.`;
+  // Milvus Lite lets one process at a time open a file, and this page's server holds an existing one open.
+  $("empty-then").textContent = config.lite && answer.exists
+    ? "This page's server holds the file open, and Milvus Lite lets one process at a time open it: stop " +
+      "vllm-ranker ui (Ctrl-C), run one of these, then start it again."
+    : "Then reload this page.";
+  const neighbours = answer.neighbours || [];
+  $("empty-neighbours").hidden = !neighbours.length;
+  $("neighbours").replaceChildren(...neighbours.flatMap((path, i) => [i ? ", " : "", el("code", { text: path })]));
+  document.body.dataset.state = "empty";
 }
 
 async function loadCollections() {
@@ -66,11 +102,11 @@ async function loadCollections() {
     const answer = await api("/api/collections");
     collections = answer.collections;
     if (!collections.length) {
-      showError($("error"), `Milvus at ${answer.uri} has no collections: build one with vllm-ranker demo or vllm-ranker ingest`);
+      showGetData(answer);
+      return;
     }
     fillSelect($("collection"), collections.map((c) => c.name));
     onCollection();
-    document.body.dataset.state = "ready";
   } catch (e) {
     showError($("error"), e.message);
     document.body.dataset.state = "error";
@@ -99,13 +135,9 @@ async function runQuery(event) {
   document.body.dataset.state = "searching";
   $("run").disabled = true;
   showError($("error"), "");
+  const body = formBody();
   try {
-    const body = formBody();
-    const answer = await api("/api/compare", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    const answer = await postJSON("/api/compare", body);
     const fetched = performance.now();
     lastQuery = body;
     render(answer);
@@ -125,9 +157,16 @@ async function runQuery(event) {
     $("results").hidden = true;
     showError($("error"), e.message);
     document.body.dataset.state = "error";
-  } finally {
-    $("run").disabled = false;
+    if (e.kind === "not_loaded") {  // released since the list was read (by someone else, on a server)
+      const view = selected();
+      if (view && view.name === body.collection) {
+        view.load_state = "released";
+        showLoadState(view);
+        return;
+      }
+    }
   }
+  $("run").disabled = false;
 }
 
 // ---- the two lists ----------------------------------------------------------------------------------------
@@ -259,93 +298,6 @@ async function openDocument(key) {
   }
 }
 
-// ---- evaluation view --------------------------------------------------------------------------------------
-const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"];
-
-function barsChart(report) {
-  const width = 760, height = 280, left = 40, bottom = 30, top = 10;
-  const groups = report.metrics.length, n = report.pipelines.length;
-  const groupW = (width - left) / groups, barW = Math.min(36, (groupW * 0.8) / n);
-  const y = (v) => top + (height - top - bottom) * (1 - Math.min(1, v));
-  const svg = el("svg:svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", id: "eval-bars", role: "img" });
-  for (const tick of [0, 0.25, 0.5, 0.75, 1]) {
-    svg.append(el("svg:line", { x1: left, x2: width, y1: y(tick), y2: y(tick), class: "grid" }));
-    svg.append(el("svg:text", { x: left - 6, y: y(tick) + 4, class: "axis", "text-anchor": "end", text: tick.toFixed(2) }));
-  }
-  report.metrics.forEach((metric, g) => {
-    const x0 = left + g * groupW + (groupW - barW * n) / 2;
-    report.pipelines.forEach((p, i) => {
-      const v = p.metrics[metric];
-      const x = x0 + i * barW;
-      svg.append(el("svg:rect", { x, y: y(v), width: barW - 2, height: y(0) - y(v), fill: COLORS[i % COLORS.length], class: "metric-bar", "data-pipeline": p.name, "data-metric": metric },
-        el("svg:title", { text: `${p.name} ${metric}: ${v.toFixed(4)}` })));
-      svg.append(el("svg:text", { x: x + barW / 2 - 1, y: y(v) - 3, class: "value", "text-anchor": "middle", text: v.toFixed(3) }));
-    });
-    svg.append(el("svg:text", { x: left + g * groupW + groupW / 2, y: height - 8, class: "axis metric", "text-anchor": "middle", text: metric }));
-  });
-  const legend = el("div", { class: "legend" }, ...report.pipelines.map((p, i) =>
-    el("span", {}, el("i", { style: `background:${COLORS[i % COLORS.length]}` }), p.name)));
-  return el("div", {}, svg, legend);
-}
-
-function pairChart(pair, metric) {
-  const d = pair.by_metric[metric];
-  const n = d.deltas.length || 1;
-  const width = 760, height = 90, mid = 45;
-  const maxAbs = Math.max(1e-9, ...d.deltas.map((q) => Math.abs(q.delta)));
-  const svg = el("svg:svg", { viewBox: `0 0 ${width} ${height}`, class: "chart strip", preserveAspectRatio: "none" });
-  svg.append(el("svg:line", { x1: 0, x2: width, y1: mid, y2: mid, class: "grid" }));
-  d.deltas.forEach((q, i) => {
-    const h = (Math.abs(q.delta) / maxAbs) * (mid - 4);
-    const cls = q.delta > 1e-9 ? "win" : q.delta < -1e-9 ? "loss" : "tie";
-    svg.append(el("svg:rect", { x: (i * width) / n, width: Math.max(1, width / n - 0.5), y: q.delta > 0 ? mid - h : mid, height: Math.max(cls === "tie" ? 1 : 0, h), class: cls },
-      el("svg:title", { text: `query ${q.query}: ${q.before.toFixed(3)} → ${q.after.toFixed(3)}` })));
-  });
-  const total = d.wins + d.ties + d.losses || 1;
-  const stack = el("div", { class: "stack" },
-    el("span", { class: "win", style: `width:${(100 * d.wins) / total}%` }),
-    el("span", { class: "tie", style: `width:${(100 * d.ties) / total}%` }),
-    el("span", { class: "loss", style: `width:${(100 * d.losses) / total}%` }));
-  return el("div", { class: "pair", "data-pair": pair.reranked },
-    el("h3", { text: `${pair.reranked} vs ${pair.base} (${metric}, per query)` }),
-    el("p", { class: "tally", text: `${d.wins} wins · ${d.ties} ties · ${d.losses} losses` }), stack, svg);
-}
-
-function renderReport(report, metric) {
-  const out = $("eval-out");
-  const head = el("h2", { text: `${report.collection}: ${report.split} split, ${report.queries} queries` });
-  const parts = [head, barsChart(report)];
-  metric = metric || (report.metrics.includes("nDCG@10") ? "nDCG@10" : report.metrics[0]);
-  if (report.pairs.length) {
-    // Wins and losses depend on the metric: let the reader switch (redrawn from the same report, no new request).
-    const choose = el("select", { id: "pair-metric", onchange: (e) => renderReport(report, e.target.value) },
-      ...report.metrics.map((m) => el("option", { value: m, text: m })));
-    choose.value = metric;
-    parts.push(el("label", { class: "pair-metric" }, "per-query wins and losses by ", choose));
-    parts.push(...report.pairs.map((p) => pairChart(p, metric)));
-  } else {
-    parts.push(el("p", { class: "hint", text: "No per-query values for a first stage and its +rerank in this report: wins and losses cannot be drawn." }));
-  }
-  out.replaceChildren(...parts);
-}
-
-async function loadReport() {
-  const file = $("eval-file").files[0];
-  if (!file) return;
-  showError($("eval-error"), "");
-  document.body.dataset.evalState = "loading";
-  try {
-    const text = await file.text();
-    const report = await api("/api/eval", { method: "POST", headers: { "Content-Type": "application/json" }, body: text });
-    renderReport(report);
-    document.body.dataset.evalState = "done";
-  } catch (e) {
-    $("eval-out").replaceChildren();
-    showError($("eval-error"), e.message);
-    document.body.dataset.evalState = "error";
-  }
-}
-
 // A cloud provider has its own URL: the vLLM default in the endpoint box would send the documents to the wrong
 // service, so it is cleared (and put back when a self-hosted provider is chosen again).
 function onProvider() {
@@ -368,6 +320,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("collection").addEventListener("change", onCollection);
   $("provider").addEventListener("change", onProvider);
   $("query-form").addEventListener("submit", runQuery);
+  $("load").addEventListener("click", () => loadCollection($("collection").value));
   $("eval-file").addEventListener("change", loadReport);
   window.addEventListener("resize", () => { if (!$("results").hidden) drawMoves(); });
   loadCollections();
