@@ -80,7 +80,7 @@ CASES = {
     "no vllm installed": (
         ["ingest", "tiny", "--vllm-venv", "/nope/venv", "--port", "1"],
         1,
-        ["install-vllm.sh"],
+        ["No vLLM virtual environment at /nope/venv"],  # the install commands follow, each on its own line
     ),
 }
 

@@ -13,17 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from vllm_ranker.tools.errors import ToolError, ToolInputError, UserError
 
-from vllm_ranker.tools.errors import ToolError, ToolInputError
-from vllm_ranker.tools.pipelines import RerankConfig
-
+# Only what the parsers need is imported at the top: `COMMAND --help` builds them, and must not pay for pymilvus,
+# httpx, numpy or rich (the rest is imported where it is used).
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from vllm_ranker import MilvusClient
+    from vllm_ranker.tools.pipelines import RerankConfig
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A flag or argument the user gave cannot work (the command prints it as ``error:`` and exits 2)."""
 
 
@@ -92,7 +94,9 @@ def connect(args: argparse.Namespace) -> MilvusClient:
     try:
         return MilvusClient(uri=args.uri, token=args.token)
     except MilvusException as exc:
-        raise ToolError(f"cannot open Milvus at {args.uri}: {exc.message}: is the server running there?") from None
+        lite = str(args.uri).endswith(".db") and "://" not in str(args.uri)
+        hint = "does its folder exist, and may you write there?" if lite else "is the server running there?"
+        raise ToolError(f"cannot open Milvus at {args.uri}: {exc.message}: {hint}") from None
 
 
 def require_collection(client: MilvusClient, name: str, uri: str) -> None:
@@ -226,6 +230,15 @@ def _with_kind(args: argparse.Namespace, found: Endpoints, rerank: bool) -> Endp
 
 def progress_bar(console: Console, *, transient: bool = False) -> Progress:
     """A bar with done/total, a ``rate`` field the caller fills (e.g. "120 docs/s"), elapsed and remaining."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -265,6 +278,8 @@ def add_rerank_options(parser: argparse.ArgumentParser) -> None:
 
 
 def rerank_config(args: argparse.Namespace, endpoint: Endpoints | str, *, cache: bool) -> RerankConfig:
+    from vllm_ranker.tools.pipelines import RerankConfig
+
     api_key = None
     if args.rerank_api_key_env:
         api_key = os.environ.get(args.rerank_api_key_env)

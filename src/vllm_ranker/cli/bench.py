@@ -12,20 +12,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from vllm_ranker import MilvusClient
 from vllm_ranker.cli import _options as opts
 from vllm_ranker.tools.comparison import kind_note
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
-from vllm_ranker.tools.embeddings import Embedder
 from vllm_ranker.tools.errors import ToolInputError
-from vllm_ranker.tools.evaluation import embed_queries
-from vllm_ranker.tools.load_bench import BenchReport, run_bench
 from vllm_ranker.tools.pipelines import ALL_PIPELINES, Pipeline, Searcher
+
+# What runs the bench (pymilvus, httpx, numpy, rich) is imported by run(): `bench --help` needs none of it.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from vllm_ranker.tools.load_bench import BenchReport
 
 
 def add_parser(sub: Any) -> None:
@@ -48,6 +47,8 @@ def add_parser(sub: Any) -> None:
 
 
 def _table(report: BenchReport) -> Table:
+    from rich.table import Table
+
     data = report.as_dict()
     table = Table(
         title=f"{report.pipeline} at concurrency {report.concurrency}: {len(report.samples)} queries, "
@@ -67,6 +68,13 @@ def _table(report: BenchReport) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vllm_ranker import MilvusClient
+    from vllm_ranker.tools.embeddings import Embedder
+    from vllm_ranker.tools.evaluation import embed_queries
+    from vllm_ranker.tools.load_bench import run_bench
+
     console = Console()
     pipeline = Pipeline.parse(args.pipeline)
     name = opts.collection_name(args, args.dataset)

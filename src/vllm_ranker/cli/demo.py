@@ -13,18 +13,15 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import pymilvus
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from vllm_ranker import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient
 from vllm_ranker.cli._options import add_command, milvus_uri, positive_int
-from vllm_ranker.tools.demo_corpus import stdlib_docs
-from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
+
+# pymilvus, httpx and rich are imported where the demo uses them: `demo --help` needs none of them.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from vllm_ranker import Function, MilvusClient
 
 COLLECTION = "python_docs"
 DEMO_DB = "./vllm_ranker_demo.db"
@@ -56,6 +53,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vllm_ranker import MilvusClient
+
     console = Console()
     started = time.perf_counter()
     pair = None
@@ -104,15 +105,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _embedding_model(endpoint: str) -> tuple[str, int]:
-    with httpx.Client(timeout=60) as http:
-        models = http.get(f"{endpoint}/v1/models").json()["data"]
-        model = str(models[0]["id"])
-        probe = http.post(f"{endpoint}/v1/embeddings", json={"model": model, "input": ["probe"]})
-        probe.raise_for_status()
-        return model, len(probe.json()["data"][0]["embedding"])
+    """The embedder's model and its dimension; an embedder that cannot be reached, or answers something else, is
+    the tools' EmbeddingServiceError (one error: line naming the endpoint)."""
+    from vllm_ranker.tools.embeddings import Embedder
+
+    with Embedder(endpoint, truncate_prompt_tokens=None, timeout=60) as embedder:
+        return embedder.resolve_model(), len(embedder.embed(["probe"])[0])
 
 
 def _build_collection(console: Console, client: MilvusClient, endpoint: str, model: str, dim: int, n_docs: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vllm_ranker import DataType
+    from vllm_ranker.tools.demo_corpus import stdlib_docs
+    from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
+
     docs = stdlib_docs(n_docs)
     if client.has_collection(COLLECTION):
         client.load_collection(COLLECTION)
@@ -149,6 +156,8 @@ def _build_collection(console: Console, client: MilvusClient, endpoint: str, mod
 
 
 def _ranker(endpoint: str, queries: Sequence[str]) -> Function:
+    from vllm_ranker import Function, FunctionType
+
     # The Function of the Milvus docs, pointed at the local server.
     return Function(
         name="vllm_semantic_ranker",
@@ -166,6 +175,10 @@ def _ranker(endpoint: str, queries: Sequence[str]) -> Function:
 
 
 def _run_docs_calls(console: Console, client: MilvusClient, rerank: str, queries: list[str], limit: int) -> None:
+    import pymilvus
+
+    from vllm_ranker import AnnSearchRequest
+
     ranker = _ranker(rerank, queries)
     fields = ["title", "document"]
 
@@ -221,6 +234,8 @@ def _run_docs_calls(console: Console, client: MilvusClient, rerank: str, queries
 def _report(
     console: Console, title: str, first_label: str, queries: list[str], first: Any, reranked: Any, plain_s: float
 ) -> None:
+    from rich.table import Table
+
     stats = reranked.extra["rerank"]
     console.rule(f"[bold]{title}")
     for q, query in enumerate(queries):

@@ -20,12 +20,8 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
-from vllm_ranker import MilvusClient
 from vllm_ranker.cli._options import (
     Endpoints,
     UsageError,
@@ -44,9 +40,14 @@ from vllm_ranker.cli._options import (
 )
 from vllm_ranker.tools.comparison import format_p, kind_note
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
-from vllm_ranker.tools.embeddings import Embedder
-from vllm_ranker.tools.evaluation import EvalReport, embed_queries, evaluate, require_extra
 from vllm_ranker.tools.pipelines import Pipeline, RerankConfig, Searcher, parse_pipelines
+
+# What runs the evaluation (pymilvus, httpx, rich) is imported where it is used: `eval --help` needs none of it.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vllm_ranker.tools.evaluation import EvalReport
 
 
 def add_parser(sub: Any) -> None:
@@ -84,6 +85,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vllm_ranker.tools.evaluation import require_extra
+
     # Everything that can be checked without a model is checked before vLLM starts (a minute on a CPU).
     require_extra()
     console = Console()
@@ -130,6 +135,10 @@ def _evaluate_one(
     queries: dict[str, str],
     qrels: dict[str, dict[str, int]],
 ) -> EvalReport:
+    from vllm_ranker import MilvusClient
+    from vllm_ranker.tools.embeddings import Embedder
+    from vllm_ranker.tools.evaluation import embed_queries, evaluate
+
     # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query.
     cache_size = 2 * rerank.window * len(qrels) + 1024
     client = MilvusClient(uri=args.uri, token=args.token, rerank_cache_size=cache_size)
@@ -191,6 +200,8 @@ def _write(console: Console, report: EvalReport, out: Path) -> None:
 
 
 def _summary(reports: list[EvalReport]) -> Table:
+    from rich.table import Table
+
     names = list(dict.fromkeys(r.name for report in reports for r in report.results))
     table = Table(title=f"Summary: nDCG@10 over {len(reports)} datasets (p: paired t-test against the first stage)")
     table.add_column("dataset")

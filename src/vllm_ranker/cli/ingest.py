@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from vllm_ranker.cli._options import (
     UsageError,
     add_command,
@@ -31,7 +29,6 @@ from vllm_ranker.cli._options import (
     vllm_endpoint,
 )
 from vllm_ranker.tools.corpus_files import Columns, corpus_path, read_corpus
-from vllm_ranker.tools.embeddings import Embedder
 from vllm_ranker.tools.ingest import DENSE_INDEXES, IngestReport, ingest
 
 
@@ -86,6 +83,11 @@ INTERRUPTED_HINT = "run the same command again to resume: documents already flus
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not above: `ingest --help` must not pay for rich and httpx.
+    from rich.console import Console
+
+    from vllm_ranker.tools.embeddings import Embedder
+
     console = Console()
     file = corpus_path(args.corpus)
     name = collection_name(args, args.corpus)

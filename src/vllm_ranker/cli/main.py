@@ -2,8 +2,10 @@
 
 Each subcommand lives in its own module of this package (``serve.py``, ``demo.py``, ...) with
 ``add_parser(subparsers)`` and ``run(args)``. Only the subcommand being run is imported, so ``vllm-ranker --help``
-stays fast. Every failure a user can cause ends in one ``error:`` line (exit 1; 2 for usage errors; 130 on Ctrl-C);
-``--debug`` or ``VLLM_RANKER_DEBUG=1`` shows the traceback instead. The library never imports this package.
+stays fast. Every failure a user can cause ends in one ``error:`` line, followed only by the lines its message
+carries on purpose (install commands to paste) (exit 1; 2 for usage errors; 130 on Ctrl-C); anything else is a bug
+and asks to be reported. ``--debug`` or ``VLLM_RANKER_DEBUG=1`` shows the traceback instead. The library never
+imports this package.
 """
 
 from __future__ import annotations
@@ -54,9 +56,14 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if arg in SUBCOMMANDS), None)
 
 
-def _message(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if text.startswith("error:") else f"error: {text}"
+def _message(exc: BaseException, suffix: str = "") -> str:
+    """``error: <first line>`` (its stray whitespace collapsed, ``suffix`` appended), then the message's other lines
+    as written: install advice carries indented commands meant to be pasted."""
+    first, _, rest = str(exc).strip().partition("\n")
+    head = (" ".join(first.split()) or type(exc).__name__) + suffix
+    lines = [head if head.startswith("error:") else f"error: {head}"]
+    lines += [line.rstrip() for line in rest.split("\n")] if rest else []
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,23 +85,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vllm_ranker.cli._options import UsageError
 
         code = 2 if isinstance(exc, UsageError) else 1
-        expected = code == 2 or _is_expected(exc)
-        text = _message(exc)
-        if not expected:
-            text += f" ({type(exc).__name__}; run again with --debug for the traceback, and report it)"
-        print(text, file=sys.stderr)
+        report = f" ({type(exc).__name__}; run again with --debug for the traceback, and report it)"
+        print(_message(exc, "" if _is_expected(exc) else report), file=sys.stderr)
         return code
 
 
 def _is_expected(exc: BaseException) -> bool:
-    """Failures a user can cause or meet (bad input, files, Milvus, services, missing extras): their message is
-    the whole story. Anything else is a bug, and says so."""
+    """Failures a user can cause or meet (bad input, files, ports, Milvus, services, missing extras): their message
+    is the whole story. Anything else is a bug, and says so.
+
+    The rule is a base class, UserError: the tools', the command line's, the gateway's and the page's errors derive
+    from it. Besides it: what the user's machine and services answer (OSError, Milvus's own errors, the ranker's
+    RerankError among them) and the local vLLM manager's errors, which are RuntimeErrors of their own."""
     from pymilvus import MilvusException
 
     from vllm_ranker.local_vllm import VLLMStartError, VLLMUnavailable
-    from vllm_ranker.tools.errors import ToolError
+    from vllm_ranker.tools.errors import UserError
 
-    return isinstance(exc, (MilvusException, ToolError, OSError, VLLMUnavailable, VLLMStartError))
+    return isinstance(exc, (UserError, OSError, MilvusException, VLLMUnavailable, VLLMStartError))
 
 
 if __name__ == "__main__":

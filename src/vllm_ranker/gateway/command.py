@@ -20,8 +20,7 @@ import signal
 import threading
 from typing import Any
 
-from . import metrics
-from .server import DEFAULT_GRACE_S, DEFAULT_WORKERS, Gateway, GatewayError
+from .server import DEFAULT_GRACE_S, DEFAULT_WORKERS, BackendError, Gateway, GatewayError
 
 TOKEN_ENV = "VLLM_RANKER_BACKEND_TOKEN"
 log = logging.getLogger("vllm_ranker.gateway")
@@ -89,9 +88,19 @@ def is_loopback(host: str) -> bool:
         return False  # a host name or interface we cannot vouch for
 
 
+def configure_logging(level: str) -> None:
+    """The gateway's log at ``level``; the HTTP clients' line per request (httpx logs each rerank call at INFO)
+    only at debug, where it is wanted: at info a busy gateway would log every reranked search."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``vllm-ranker gateway``; returns the exit code. User errors raise with a one-line message."""
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import metrics  # it loads Milvus's protocol descriptors: not for `gateway --help`
+
+    configure_logging(args.log_level)
     if not 0 <= args.port <= 65535:
         raise GatewayError(f"--port {args.port}: give a port from 0 to 65535")
     if not is_loopback(args.host):
@@ -116,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        gateway.start()
+        try:
+            gateway.start()
+        except BackendError as exc:  # a --backend to change, as its message says: the user's, like GatewayError
+            raise GatewayError(str(exc)) from exc
         if args.metrics_port is not None:
             metrics.serve(args.metrics_port)
         log.info(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import grpc
 
+from vllm_ranker.tools.errors import UserError
+
 from .backend import MESSAGE_OPTIONS, Backend, BackendError, LiteServer, grpc_target, is_lite_file
 from .front import Front
 from .proxy import GatewayHandler
@@ -31,8 +33,9 @@ DEFAULT_WORKERS = 64
 DEFAULT_GRACE_S = 10.0
 
 
-class GatewayError(ValueError):
-    """A setting the gateway cannot start with; the message says what to change."""
+class GatewayError(UserError, ValueError):
+    """A setting the gateway cannot start with (a port in use, unreadable TLS files...); the message says what to
+    change. A UserError: the command line prints it as the user's to fix, not as a bug."""
 
 
 class Gateway:

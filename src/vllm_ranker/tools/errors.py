@@ -1,17 +1,27 @@
-"""The tools' own errors (ingest, eval, bench, demo): a branch apart from the ranker's ``RerankError``.
+"""The tools' own errors (ingest, eval, bench, demo), a branch apart from the ranker's ``RerankError``, under the
+base of every failure a user of the command line can cause or meet.
 
-ToolError                   every failure of a tool
-├── ToolInputError          a file, flag value or argument given to a tool cannot work; says what to change
-│   └── CorpusFileError     a corpus, queries or qrels file is missing or malformed
-├── ExtraMissing            an optional extra (e.g. ``eval``) is not installed; names the install command
-├── EmbeddingServiceError   the embeddings endpoint failed or answered something else
-└── IngestCountError        after ingest, the collection does not hold exactly the corpus's documents
+UserError                       a failure the user can act on: the command line prints it alone, never as a bug
+├── (the command line's UsageError, the gateway's GatewayError, the page's UiUnavailable)
+└── ToolError                   every failure of a tool
+    ├── ToolInputError          a file, flag value or argument given to a tool cannot work; says what to change
+    │   └── CorpusFileError     a corpus, queries or qrels file is missing or malformed
+    ├── ExtraMissing            an optional extra (e.g. ``eval``) is not installed; names the install command
+    ├── EmbeddingServiceError   the embeddings endpoint failed or answered something else
+    └── IngestCountError        after ingest, the collection does not hold exactly the corpus's documents
 """
 
 from __future__ import annotations
 
 
-class ToolError(Exception):
+class UserError(Exception):
+    """A failure a user can cause or meet (bad input, files, ports, services, missing extras), with a message that
+    says what to change. The command line prints it as its ``error:`` line (the lines after the first, e.g. install
+    commands, kept as written) and never asks for a bug report. The rooms' own errors derive from it, so the command
+    line needs no list of them; this module imports nothing, so any room can."""
+
+
+class ToolError(UserError):
     """Base class of the tools' errors. The message is one line a user can act on."""
 
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pymilvus import AnnSearchRequest, Function, FunctionType, RRFRanker
-
-from vllm_ranker.milvus import MilvusClient
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.tools.errors import ToolInputError
-from vllm_ranker.tools.ingest import DENSE_FIELD, ID_FIELD, SPARSE_FIELD, TEXT_FIELD
+
+# pymilvus and the collection's layout (tools.ingest, which needs pymilvus) are imported where a search is made:
+# `vllm-ranker bench --help` lists this module's pipeline names and must not pay for pymilvus.
+if TYPE_CHECKING:
+    from pymilvus import Function
+
+    from vllm_ranker.milvus import MilvusClient
 
 FIRST_STAGES = ("bm25", "dense", "hybrid")
 ALL_PIPELINES = ("bm25", "dense", "hybrid", "bm25+rerank", "dense+rerank", "hybrid+rerank")
@@ -67,6 +70,10 @@ class RerankConfig:
     api_key: str | None = field(default=None, repr=False)
 
     def function(self, queries: Sequence[str]) -> Function:
+        from pymilvus import Function, FunctionType
+
+        from vllm_ranker.tools.ingest import TEXT_FIELD
+
         params: dict[str, Any] = {
             "reranker": "model",
             "provider": self.provider,
@@ -115,6 +122,10 @@ class Searcher:
 
     def run(self, pipeline: Pipeline, texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> list[Ranked]:
         """Answers for a batch of queries (one Milvus call per request kind, nq = len(texts))."""
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        from vllm_ranker.tools.ingest import DENSE_FIELD, ID_FIELD, SPARSE_FIELD
+
         if len(texts) != len(vectors):
             raise ToolInputError(f"{len(texts)} query texts but {len(vectors)} query vectors")
         if not texts:

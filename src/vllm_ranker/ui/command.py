@@ -17,17 +17,15 @@ import socket
 import sys
 from typing import Any
 
-from vllm_ranker import RerankError
+from vllm_ranker.tools.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
 
-class UiUnavailable(RerankError):
-    """The ``ui`` extra is not installed, or the page cannot be served as asked."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, input_error=True)
+class UiUnavailable(UserError):
+    """The ``ui`` extra is not installed, or the page cannot be served as asked (a port in use...). A UserError, not
+    the ranker's RerankError: ``ui --help`` then imports no pymilvus."""
 
 
 def add_parser(sub: Any) -> None:
