@@ -149,7 +149,7 @@ class LiteServer:
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    pass
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
@@ -157,6 +157,33 @@ class LiteServer:
                         f"Milvus Lite did not start for {self.path} within {self.start_timeout:g} s; see {log_path}"
                     ) from None
                 time.sleep(0.1)
+                continue
+            self._load_collections()
+            return self
+
+    def _load_collections(self) -> None:
+        """Load every collection of the file: Milvus Lite leaves them all released when a new process opens a file
+        (``vllm-ranker demo``'s, the Quickstart's), where a Milvus server keeps what was loaded across restarts, and
+        an SDK (Node.js through the README's example) would otherwise get "call load()" on its first search."""
+        import pymilvus  # the gateway's own dependency; imported here so the command's --help stays light
+
+        started = time.monotonic()
+        client = pymilvus.MilvusClient(uri=self.uri)
+        try:
+            released = [
+                name
+                for name in client.list_collections()
+                if client.get_load_state(name).get("state") != pymilvus.client.types.LoadState.Loaded
+            ]
+            for name in released:
+                client.load_collection(name)
+        except pymilvus.MilvusException as exc:  # a search will say what is wrong; the gateway still starts
+            log.warning("could not load the collections of %s: %s", self.path, exc)
+            return
+        finally:
+            client.close()
+        if released:
+            log.info("loaded %d collection(s) of %s in %.1f s", len(released), self.path, time.monotonic() - started)
 
     def stop(self) -> None:
         process, self._process = self._process, None
