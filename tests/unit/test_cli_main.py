@@ -27,26 +27,10 @@ def test_top_level_help_imports_no_subcommand_and_no_pymilvus() -> None:
     assert out.stdout.strip().splitlines()[-1] == "['vllm_ranker.cli.main']"
 
 
-# Subcommands whose --help still imports a heavy library through a module outside the command line's files; each
-# is expected to fail (strict), so the test says so the day the module is fixed.
-NOT_YET_LIGHT = {
-    "ingest": "tools/ingest.py imports pymilvus and tools.embeddings (httpx) at its top; --dense-index lists its "
-    "DENSE_INDEXES",
-    "gateway": "gateway/__init__.py imports server.py, which imports grpc (and through the backend, pymilvus) at its "
-    "top; --workers and --grace show server.py's defaults",
-}
 HEAVY = ("pymilvus", "httpx", "grpc", "numpy")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_LIGHT[name]))
-        if name in NOT_YET_LIGHT
-        else name
-        for name in cli.SUBCOMMANDS
-    ],
-)
+@pytest.mark.parametrize("command", list(cli.SUBCOMMANDS))
 def test_a_subcommands_help_imports_no_heavy_library(command: str) -> None:
     # Structural, not timed: `COMMAND --help` builds one parser; pymilvus, httpx, grpc and numpy cost 0.4-0.7 s
     # to import and no parser needs them.

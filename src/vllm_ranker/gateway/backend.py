@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from .settings import BackendError
+
 log = logging.getLogger(__name__)
 
 # Milvus sends and accepts messages up to 2 GiB - 1 (pymilvus sets the same on its channels); gRPC's 4 MiB default
@@ -31,10 +33,6 @@ MESSAGE_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_rec
 NO_DEADLINE_ABOVE_S = 10 * 365 * 86400.0
 # Caller metadata not forwarded: the backend must see the gateway's own user agent and transport headers.
 _NOT_FORWARDED = ("user-agent", "grpc-", ":")
-
-
-class BackendError(ValueError):
-    """A --backend/--token the gateway cannot use; the message says what to change."""
 
 
 def deadline_of(time_remaining: float | None) -> float | None:

@@ -20,7 +20,7 @@ import signal
 import threading
 from typing import Any
 
-from .server import DEFAULT_GRACE_S, DEFAULT_WORKERS, BackendError, Gateway, GatewayError
+from .settings import DEFAULT_GRACE_S, DEFAULT_WORKERS, BackendError, GatewayError
 
 TOKEN_ENV = "VLLM_RANKER_BACKEND_TOKEN"
 log = logging.getLogger("vllm_ranker.gateway")
@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.metrics_port is not None and not metrics.available():
         raise GatewayError("--metrics-port needs prometheus_client: pip install 'vllm-ranker[metrics]'")
+    from .server import Gateway  # grpc and pymilvus: not for --help
+
     gateway = Gateway(
         args.backend,
         host=args.host,

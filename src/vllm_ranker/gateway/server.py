@@ -12,12 +12,11 @@ from pathlib import Path
 
 import grpc
 
-from vllm_ranker.tools.errors import UserError
-
-from .backend import MESSAGE_OPTIONS, Backend, BackendError, LiteServer, grpc_target, is_lite_file
+from .backend import MESSAGE_OPTIONS, Backend, LiteServer, grpc_target, is_lite_file
 from .front import Front
 from .proxy import GatewayHandler
 from .rerank import Reranker
+from .settings import DEFAULT_GRACE_S, DEFAULT_WORKERS, BackendError, GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,6 @@ SERVER_KEEPALIVE = [
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.so_reuseport", 0),  # a port already in use is an error, not a silent second listener
 ]
-DEFAULT_WORKERS = 64
-DEFAULT_GRACE_S = 10.0
-
-
-class GatewayError(UserError, ValueError):
-    """A setting the gateway cannot start with (a port in use, unreadable TLS files...); the message says what to
-    change. A UserError: the command line prints it as the user's to fix, not as a bug."""
 
 
 class Gateway:

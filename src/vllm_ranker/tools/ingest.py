@@ -15,14 +15,15 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
-
-from pymilvus import DataType, MilvusClient
+from typing import TYPE_CHECKING, Any
 
 from vllm_ranker.tools.corpus_files import Document
-from vllm_ranker.tools.embeddings import Embedder
 from vllm_ranker.tools.errors import IngestCountError, ToolInputError
-from vllm_ranker.tools.text_collection import add_text_fields
+
+if TYPE_CHECKING:  # pymilvus and httpx are loaded by the code that runs, not by `vllm-ranker ingest --help`
+    from pymilvus import MilvusClient
+
+    from vllm_ranker.tools.embeddings import Embedder
 
 ID_FIELD = "id"
 TITLE_FIELD = "title"
@@ -54,6 +55,10 @@ def create_collection(
     description: str = "",
 ) -> None:
     """The schema every vllm-ranker command expects (see the module's field names)."""
+    from pymilvus import DataType
+
+    from vllm_ranker.tools.text_collection import add_text_fields
+
     if dense_index.upper() not in DENSE_INDEXES:
         raise ToolInputError(f"dense index {dense_index!r} is not supported here: use one of {DENSE_INDEXES}")
     schema = client.create_schema(auto_id=False, description=description)
