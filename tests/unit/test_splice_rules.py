@@ -340,7 +340,8 @@ def test_i_changes_table_reads_each_kind_of_field() -> None:
     assert wire.changes_table(encoder.encode([("x-a", "1")]))  # literal with incremental indexing
     assert not wire.changes_table(encoder.encode([("x-a", "1")]))  # now indexed
     assert not wire.changes_table(encoder.encode([hpack.NeverIndexedHeaderTuple("x-b", "2")]))
-    assert not wire.changes_table(wire.encode_headers([(b"x-c", b"3" * 200)]))  # literal without indexing, long
+    ours = wire.encode_headers([(b"x-c", b"3" * 200)])
+    assert ours[0] == 0x20 and not wire.changes_table(ours[1:])  # a size update to 0, then literals without indexing
     encoder.header_table_size = 100
     assert wire.changes_table(encoder.encode([("x-a", "1")]))  # a dynamic table size update first
 
@@ -401,5 +402,18 @@ def test_a_backend_frame_that_would_overflow_the_sdks_real_window_waits(pool: Th
         assert front.client.data.endswith(late) and front.backend.credits(0) == 0  # that credit was the front's
         front.send(wire.window_update(0, wire.MAX_FRAME))
         assert front.backend.credits(0) == wire.MAX_FRAME  # and this one the backend's
+
+    run(pool, test)
+
+
+def test_an_sdk_that_announced_no_header_table_decodes_the_fronts_first_block(pool: ThreadPoolExecutor) -> None:
+    async def test(front: Front) -> None:
+        front.send(_setting(wire.SETTINGS_HEADER_TABLE_SIZE, 0))
+        front.send(front.request(1, SEARCH, b"ours"))
+        await settle(front)
+        decoder = hpack.Decoder()
+        decoder.max_allowed_table_size = 0  # as h2 sets it once the backend acknowledged the SDK's SETTINGS
+        blocks = [raw[9:] for kind, _, stream, raw in front.client.frames() if kind == wire.HEADERS and stream == 1]
+        assert [dict(decoder.decode(block, raw=True)).get(b"grpc-status") for block in blocks] == [None, b"0"]
 
     run(pool, test)

@@ -223,8 +223,13 @@ def _integer(value: int, prefix_bits: int, first: int) -> bytes:
 
 def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """An HPACK block of literals without indexing (no Huffman): valid whatever the peer's dynamic table holds,
-    and it changes nothing in it. ``:status: 200`` is the static table's entry 8."""
-    out = bytearray()
+    and it changes nothing in it. ``:status: 200`` is the static table's entry 8.
+
+    It opens with a dynamic table size update to 0. An SDK that announced a HEADER_TABLE_SIZE below the default
+    (h2, for one) refuses a first block after that without a size update (RFC 7541 §4.2), and the front's answer may
+    be that first block; 0 is what the backend's encoder already keeps (the front rewrote the SDK's SETTINGS to 0),
+    so the update never changes the SDK's table."""
+    out = bytearray(b"\x20")
     for name, value in headers:
         if name == b":status" and value == b"200":
             out.append(0x88)
