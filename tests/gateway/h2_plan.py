@@ -8,6 +8,7 @@ import dataclasses
 import gzip
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import Any
 
 from h2.settings import SettingCodes
 
@@ -26,11 +27,17 @@ def _brief(self: object) -> str:
     return f"{type(self).__name__}({', '.join(shown)})"
 
 
+def _pretty(self: object, printer: Any, cycle: bool) -> None:
+    """Hypothesis prints a failing example through this (IPython's protocol), else field by field."""
+    printer.text(_brief(self))
+
+
 @dataclass(frozen=True, repr=False)
 class Settings:
     """What the client announces in a SETTINGS frame, and the HPACK table its own encoder uses."""
 
     __repr__ = _brief
+    _repr_pretty_ = _pretty
 
     max_frame_size: int = 16384
     initial_window: int = 65535
@@ -50,6 +57,7 @@ class Request:
     """One unary call and how its frames are cut; ``label`` names it in a failing plan, in place of its bytes."""
 
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     label: str
     method: str = field(repr=False)
     message: bytes = field(repr=False)
@@ -62,8 +70,8 @@ class Request:
     header_pad: int | None = None
     weight: int | None = None  # PRIORITY flag on the HEADERS frame
     never_index: bool = False  # HPACK "never indexed" literals instead of incremental indexing
-    # A moment's pause before the block and between its HEADERS and its CONTINUATIONs: the server reads them apart.
-    pause: bool = False
+    # Seconds of pause before the block and between its HEADERS and its CONTINUATIONs: the server reads them apart.
+    pause: float = 0.0
     timeout: bytes | None = None  # grpc-timeout
 
     def body(self) -> bytes:
@@ -94,18 +102,21 @@ class Advance:
     """The call's next step: its headers, then each DATA frame, then its trailers if any."""
 
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     call: int
 
 
 @dataclass(frozen=True, repr=False)
 class Cancel:
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     call: int  # RST_STREAM CANCEL (nothing when the call is not open); its answer is not judged
 
 
 @dataclass(frozen=True, repr=False)
 class Prioritize:
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     call: int  # a PRIORITY frame on the call's stream, once open
     weight: int
     on: int | None  # the call whose stream it depends on (when open), else stream 0
@@ -115,21 +126,24 @@ class Prioritize:
 @dataclass(frozen=True, repr=False)
 class Resettle:
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     settings: Settings  # a SETTINGS frame mid-connection, and our encoder's table size
 
 
 @dataclass(frozen=True, repr=False)
 class Credit:
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     call: int | None  # a WINDOW_UPDATE beyond what answers took: the connection's (None) or an open call's
     increment: int
 
 
 @dataclass(frozen=True, repr=False)
 class Wait:
-    """Until every call opened and not cancelled is answered: the server is idle, its next read starts afresh."""
+    """Until every call sent whole and not cancelled is answered: the server is idle, its next read starts afresh."""
 
     __repr__ = _brief
+    _repr_pretty_ = _pretty
 
 
 Step = Advance | Cancel | Prioritize | Resettle | Credit | Wait
@@ -138,6 +152,7 @@ Step = Advance | Cancel | Prioritize | Resettle | Credit | Wait
 @dataclass(frozen=True, repr=False)
 class Plan:
     __repr__ = _brief
+    _repr_pretty_ = _pretty
     settings: Settings
     requests: tuple[Request, ...]
     steps: tuple[Step, ...] = ()  # calls not ended by the steps are then finished one after another
