@@ -175,7 +175,9 @@ class _Client:
                     self._send_data(self.streams[call], payload, pads[(done - 1) % len(pads)], end)
                 else:
                     self._send_block(self.streams[call], request, [(b"x-fuzz-trailer", b"1")], True)
-        except h2.exceptions.StreamClosedError:  # the server reset the stream: its answer says so
+        # The server ended the stream (a whole answer may end it before the request ends, RFC 9113 8.1), and h2
+        # has forgotten it: the rest of the request is not sent; the answer says what happened.
+        except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
             self.cursor[call] = len(actions) + 1
         self._flush()
         self._pump(0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -43,8 +43,9 @@ _METHODS = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"].methods_by_na
 @dataclass(frozen=True)
 class Call:
     method: str
-    message: bytes
-    local: bool  # answered by the gateway itself (a model-ranker search): the reference is the gateway without front
+    message: bytes = field(repr=False)  # up to 50 KB: printed by hypothesis with the strategies that hold it
+    # Answered by the gateway itself (a model-ranker search): the reference is then the gateway without its front.
+    local: bool = False
 
 
 def catalogue(endpoint: str) -> dict[str, Call]:
