@@ -19,6 +19,7 @@ from typing import Any
 
 from vllm_ranker import DataType, Function, FunctionType, MilvusClient
 from vllm_ranker.testing import hashed_embedding
+from vllm_ranker.tools.text_collection import add_text_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("bm25_only", "ingested", "python_docs")
@@ -64,29 +65,19 @@ DOCS = [
 
 
 def rerank_function_fields(schema: Any, text: str, dense: str, sparse: str, *, embeds: str | None) -> None:
-    schema.add_field(text, DataType.VARCHAR, max_length=2048, enable_analyzer=True)
-    schema.add_field(dense, DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field(sparse, DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(name="bm25", function_type=FunctionType.BM25, input_field_names=[text], output_field_names=[sparse])
+    # The shape every vllm-ranker command builds (tools/text_collection.py), under the names each test collection
+    # uses; the loopback service honours "dimensions".
+    add_text_fields(
+        schema,
+        dim=DIM,
+        embeddings_url=embeds,
+        model="loopback",
+        text_field=text,
+        max_length=2048,
+        dense_field=dense,
+        sparse_field=sparse,
+        send_dimensions=True,
     )
-    if embeds is not None:
-        schema.add_function(
-            Function(
-                name="embed",
-                function_type=FunctionType.TEXTEMBEDDING,
-                input_field_names=[text],
-                output_field_names=[dense],
-                # Milvus's openai provider requires a key; the loopback server ignores it.
-                params={
-                    "provider": "openai",
-                    "model_name": "loopback",
-                    "api_key": "unused",
-                    "base_url": embeds,
-                    "dimensions": DIM,
-                },
-            )
-        )
 
 
 def build_collections(client: MilvusClient, endpoint: str) -> None:
