@@ -13,7 +13,7 @@ Body = Callable[[str, list[str]], dict[str, Any]]
 # Fresh per run, so a leak cannot hide behind a fixed string.
 KEYS = {
     name: f"test-key-{name}-{secrets.token_hex(8)}"
-    for name in ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface")
+    for name in ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface", "sglang")
 }
 
 
@@ -305,6 +305,25 @@ CASES: tuple[Case, ...] = (
                 "https://gw.example/hf/models/x/pipeline/sentence-similarity",
                 "https://gw.example/hf/models/x/pipeline/sentence-similarity",
             ),
+        ),
+    ),
+    Case(
+        provider="sglang",
+        model="BAAI/bge-reranker-v2-m3",
+        path="/v1/rerank",
+        body=lambda q, d: {"model": "BAAI/bge-reranker-v2-m3", "query": q, "documents": d},
+        options=(NO_OPTIONS,),
+        bad=(),
+        key_env=("MILVUS_SGLANG_API_KEY", "SGLANG_API_KEY"),
+        key_required=False,
+        model_required=True,
+        default_batch=32,
+        default_url=None,
+        by_index=True,
+        endpoints=(
+            ("http://sglang:30000", "http://sglang:30000/v1/rerank"),
+            ("http://sglang:30000/v1", "http://sglang:30000/v1/rerank"),
+            ("https://gw.example/sglang/v1/rerank", "https://gw.example/sglang/v1/rerank"),
         ),
     ),
 )

@@ -1,5 +1,5 @@
-"""One contract, seven providers: the same table of cases and the same assertions for vllm, tei, cohere,
-voyageai, siliconflow, ali and huggingface, driven through ``vllm_ranker.MilvusClient`` on Milvus Lite against
+"""One contract, eight providers: the same table of cases and the same assertions for vllm, tei, cohere,
+voyageai, siliconflow, ali, huggingface and sglang, driven through ``vllm_ranker.MilvusClient`` on Milvus Lite against
 a loopback server speaking each provider's real wire format.
 
 Ground truth: the first-stage candidates (a plain Milvus search) scored by the loopback server's own score

@@ -48,6 +48,24 @@ def int_at_least(params: Mapping[str, Any], key: str, default: int, minimum: int
     return number
 
 
+def request_timeout(params: Mapping[str, Any], call_timeout: float) -> float | None:
+    """Milvus's ``timeout_ms`` (master, ``models.ResolveTimeoutMs``): the milliseconds one rerank request (one
+    batch, its retries included) may take, as seconds; None when absent. Capped at the call's ``timeout``: it
+    never extends the call's deadline. Milvus quietly falls back to its 30000 default for a value that is not a
+    positive integer; we refuse it (a typo must not leave the default in force unseen)."""
+    if "timeout_ms" not in params:
+        return None
+    raw = params["timeout_ms"]
+    hint = "give the milliseconds one rerank request (one batch, its retries included) may take, e.g. 10000"
+    try:
+        milliseconds = values.as_int(raw)
+    except ValueError:
+        raise RerankParamError(f"[timeout_ms param's value: {raw}] is not a valid number: {hint}") from None
+    if milliseconds <= 0:
+        raise RerankParamError(f"[timeout_ms param's value: {raw}] must be greater than 0: {hint}")
+    return min(milliseconds / 1000, call_timeout)
+
+
 def beyond_milvus(params: Mapping[str, Any]) -> dict[str, Any]:
     """The opt-in params Milvus does not have; absent, each keeps Milvus's behaviour."""
     out: dict[str, Any] = {}

@@ -23,11 +23,12 @@ from vllm_ranker.core.extra_params import (
     beyond_milvus,
     int_at_least,
     positive_float,
+    request_timeout,
 )
 from vllm_ranker.core.redaction import Secret
 from vllm_ranker.core.schema import CollectionInfo
 from vllm_ranker.errors import RerankParamError
-from vllm_ranker.providers import PROVIDERS, Provider, Target
+from vllm_ranker.providers import PROVIDERS, UNREACHABLE, Provider, Target
 
 T = TypeVar("T")
 
@@ -49,6 +50,7 @@ class RerankSpec:
     targets: tuple[Target, ...]  # one per endpoint
     api_key: Secret | None = field(repr=False)
     timeout: float = DEFAULT_TIMEOUT_S
+    request_timeout: float | None = None  # seconds per batch (Milvus's timeout_ms), within ``timeout``
     max_retries: int = DEFAULT_MAX_RETRIES
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     tls_verify: bool = True  # False only by params['tls_verify']=false (unsafe; README "Security")
@@ -100,7 +102,7 @@ def foreign_provider(ranker: Any) -> str | None:
     if ranker_kind(ranker) != "model":
         return None
     provider = _rerank_param(ranker, "provider")
-    return provider if provider and provider.lower() not in PROVIDERS else None
+    return provider if provider and provider.lower() not in (PROVIDERS.keys() | UNREACHABLE.keys()) else None
 
 
 def is_model_ranker(ranker: Any) -> bool:
@@ -168,6 +170,8 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
         )
     provider_name = str(params["provider"]).strip().lower()
     provider = PROVIDERS.get(provider_name)
+    if provider_name in UNREACHABLE:  # ours to refuse: the backend could not reach it either
+        raise RerankParamError(UNREACHABLE[provider_name])
     if provider is None:
         raise RerankParamError(
             f"unknown rerank model provider:{params['provider']}: use one of " + ", ".join(sorted(PROVIDERS))
@@ -186,6 +190,7 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
             f"timeout: {params['timeout']} is more than {MAX_TIMEOUT_S:g} seconds (a day): give the seconds for "
             "the whole rerank of a call, e.g. 30"
         )
+    per_request = request_timeout(params, timeout)
     max_retries = int_at_least(params, "max_retries", DEFAULT_MAX_RETRIES, 0, "e.g. 2 (0 turns retries off)")
     max_concurrency = int_at_least(
         params, "max_concurrency", DEFAULT_MAX_CONCURRENCY, 1, "requests in flight per call, e.g. 8"
@@ -204,6 +209,7 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
         targets=targets,
         api_key=api_key,
         timeout=timeout,
+        request_timeout=per_request,
         max_retries=max_retries,
         max_concurrency=max_concurrency,
         tls_verify=tls_verify,
@@ -268,8 +274,9 @@ def _endpoints(provider: Provider, params: Mapping[str, Any]) -> list[str]:
         )
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if provider.default_endpoint is None:
-            # TEI's endpoint is checked by Milvus as a URL (its message); vLLM's as a required param.
+            # TEI's endpoint is checked by Milvus as a URL, SGLang's by name (their messages); vLLM's as a param.
             milvus = "endpoint: [] is not a valid http/https link: " if provider.name == "tei" else ""
+            milvus = "sglang rerank endpoint is required: " if provider.name == "sglang" else milvus
             raise RerankParamError(
                 f"{milvus}rerank function lost params endpoint: set params['endpoint'] to the service address, "
                 "e.g. 'http://localhost:8000'"

@@ -1,7 +1,7 @@
 """``vllm_ranker.testing``: a deliberate, documented test kit for code that uses vllm-ranker (and for our tests).
 
 - ``RerankServer``: a loopback HTTP server answering in a real provider's wire format (vLLM by default; TEI,
-  Cohere, Voyage AI, SiliconFlow, DashScope, Hugging Face through ``wire``), with deterministic scores
+  Cohere, Voyage AI, SiliconFlow, DashScope, Hugging Face, SGLang through ``wire``), with deterministic scores
   (``overlap_score``), OpenAI-style ``/v1/embeddings`` (``hashed_embedding``), a record of every request
   (``Recorded``), simulated latency and concurrency, and injectable faults (``Reply``).
 - ``milvus_lite_server``: ``milvus-lite server`` on a free loopback port (the remote, cluster-like path).

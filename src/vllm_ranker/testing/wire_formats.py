@@ -23,6 +23,10 @@ The shapes follow the services' public API references:
 - ``huggingface``: HF router ``POST /hf-inference/models/<model>/pipeline/sentence-similarity``:
   ``{"inputs": {"source_sentence", "sentences"}}`` -> a bare array of floats in INPUT order; errors
   ``{"error"}``.
+- ``sglang``: SGLang ``POST /v1/rerank`` (its ``V1RerankReqInput``): ``{"query", "documents", "model"?,
+  "top_n"?, "return_documents"?}`` -> a bare array ``[{"score", "document", "index", "meta_info"}]`` best
+  first; errors ``{"object": "error", "message", "type", "param", "code"}``, an unknown path FastAPI's 404
+  ``{"detail"}``, and with ``--api-key`` a bad or missing key a 401 ``{"error": "Unauthorized"}``.
 - ``vllm``: vLLM ``POST /rerank`` (also ``/v1/rerank``, ``/v2/rerank``); errors ``{"error": {"message", "type",
   "code"}}``. ``RerankServer`` answers it itself; it is here for ``render`` and ``error_answer``.
 
@@ -40,7 +44,7 @@ from typing import Any
 Score = Callable[[str, str], float]
 Answer = tuple[int, Any]
 
-WIRES = ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface")
+WIRES = ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface", "sglang")
 
 DASHSCOPE_PATH = "/api/v1/services/rerank/text-rerank/text-rerank"
 
@@ -108,6 +112,9 @@ def render(
         }
     if wire == "huggingface":
         return [s for _, s in items]
+    if wire == "sglang":
+        meta = [{"prompt_tokens": _tokens(query, [d])} for d in documents]
+        return [{"score": s, "document": documents[i], "index": i, "meta_info": meta[i]} for i, s in items]
     raise ValueError(f"unknown wire format {wire!r}; known: {', '.join(WIRES)}")
 
 
@@ -118,6 +125,8 @@ def error_answer(wire: str, status: int, message: str) -> tuple[bytes, str]:
         return b"", "(empty body)"  # TEI's --api-key check answers a bare 401
     if wire == "siliconflow" and status == 401:
         return message.encode(), message  # a plain-text body, not JSON
+    if wire == "sglang" and status == 401:
+        return json.dumps({"error": message}).encode(), message  # the --api-key middleware's own shape
     body: Any
     if wire == "vllm":
         kind = {400: "BadRequestError", 401: "Unauthorized", 404: "NotFoundError", 429: "RateLimitError"}
@@ -150,6 +159,15 @@ def error_answer(wire: str, status: int, message: str) -> tuple[bytes, str]:
         return json.dumps(body).encode(), f"{code}: {message}"
     elif wire == "huggingface":
         body = {"error": message}
+    elif wire == "sglang":
+        kind = {400: "BadRequestError", 404: "NotFoundError", 429: "RateLimitError"}
+        body = {
+            "object": "error",
+            "message": message,
+            "type": kind.get(status, "InternalServerError"),
+            "param": None,
+            "code": status,
+        }
     else:
         raise ValueError(f"unknown wire format {wire!r}; known: {', '.join(WIRES)}")
     return json.dumps(body).encode(), message
@@ -321,6 +339,24 @@ def _vllm(path: str, body: Any, score: Score, model: str) -> Answer:
     return 200, render("vllm", body["query"], documents, scores, model=body.get("model") or model)
 
 
+def _sglang(path: str, body: Any, score: Score, model: str) -> Answer:
+    if not path.rstrip("/").endswith("/v1/rerank"):
+        return 404, {"detail": "Not Found"}
+
+    def bad(message: str) -> Answer:
+        return 400, {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": 400}
+
+    if not isinstance(body, dict):
+        return bad("1 validation error for V1RerankReqInput: Input should be a valid dictionary")
+    if not isinstance(body.get("query"), str):
+        return bad("1 validation error for V1RerankReqInput\nquery\n  Field required")
+    documents = body.get("documents")
+    if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+        return bad("documents must be a non-empty list of strings")
+    scores = [score(body["query"], d) for d in documents]
+    return 200, render("sglang", body["query"], documents, scores, model=model)
+
+
 _HANDLERS: dict[str, Callable[[str, Any, Score, str], Answer]] = {
     "vllm": _vllm,
     "tei": _tei,
@@ -329,6 +365,7 @@ _HANDLERS: dict[str, Callable[[str, Any, Score, str], Answer]] = {
     "siliconflow": _siliconflow,
     "ali": _ali,
     "huggingface": _huggingface,
+    "sglang": _sglang,
 }
 
 

@@ -134,9 +134,11 @@ class AsyncTransport:
             shard = shards.pick()
             started = time.monotonic()
             try:
-                response = await shards.clients[shard].post(
-                    action.url, content=action.body, headers=action.headers, timeout=action.timeout
-                )
+                # httpx's timeout bounds each socket operation; this bounds the whole request (timeout_ms).
+                async with asyncio.timeout(action.timeout):
+                    response = await shards.clients[shard].post(
+                        action.url, content=action.body, headers=action.headers, timeout=action.timeout
+                    )
                 _unlink(response)
                 return Answer(
                     response.status_code,
@@ -146,6 +148,8 @@ class AsyncTransport:
                 )
             except httpx.HTTPError as exc:
                 return _broken(exc, time.monotonic() - started)
+            except TimeoutError:  # only this request's own timeout: the call's is raised outside the TaskGroup
+                return Broken("timeout", f"no whole answer within {action.timeout:.3g} s", time.monotonic() - started)
             finally:
                 shards.done(shard)
 

@@ -189,7 +189,8 @@ def exchange(
     pool: EndpointPool | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Exchange:
-    """Send one batch until it succeeds, fails for good, or the call's deadline passes; return its scores.
+    """Send one batch until it succeeds, fails for good, or the call's deadline (or the batch's own
+    ``timeout_ms``, whichever comes first) passes; return its scores.
 
     With several endpoints, each try goes to the least loaded healthy one; after a retriable failure the next
     try goes at once to an endpoint this batch has not tried yet (no backoff: a different server), and once all
@@ -208,10 +209,13 @@ def exchange(
     backoffs = 0
     tried: set[str] = set()
     avoid: set[str] = set()
+    # Milvus's timeout_ms bounds one batch, its retries included (as Milvus's context does), from its first try;
+    # the call's deadline still bounds everything, so it can only come sooner.
+    limit = deadline if spec.request_timeout is None else min(deadline, clock() + spec.request_timeout)
     while True:
-        remaining = deadline - clock()
+        remaining = limit - clock()
         if remaining <= 0:
-            raise deadline_error(spec)
+            raise _expired(spec, limit, deadline)
         target = pool.acquire(targets, avoid)
         tried.add(target.url)
         reply: Reply = None
@@ -223,8 +227,8 @@ def exchange(
         stats.add(requests=1, service_seconds=reply.seconds)
         if isinstance(reply, Answer) and 200 <= reply.status < 300:
             return _scores(spec, target, reply, len(batch.documents), stats)
-        if isinstance(reply, Broken) and (reply.kind == "timeout" or clock() >= deadline):
-            raise deadline_error(spec)  # also a connect that the deadline cut short: say why
+        if isinstance(reply, Broken) and (reply.kind == "timeout" or clock() >= limit):
+            raise _expired(spec, limit, deadline)  # also a connect that the deadline cut short: say why
         if attempt >= allowed_retries or not is_retriable(reply):
             raise _failure(spec, target, reply, attempt)
         untried = {t.url for t in targets} - tried
@@ -238,8 +242,9 @@ def exchange(
             backoffs += 1
             if isinstance(reply, Answer):
                 delay = max(delay, retry_after_seconds(reply.retry_after) or 0.0)
-        if clock() + delay >= deadline:
-            raise _failure(spec, target, reply, attempt, note="the next try would pass the call's deadline")
+        if clock() + delay >= limit:
+            passed = "the call's deadline" if limit >= deadline else "params['timeout_ms']"
+            raise _failure(spec, target, reply, attempt, note=f"the next try would pass {passed}")
         stats.add(retries=1)
         attempt += 1
         log.debug(
@@ -351,6 +356,16 @@ def deadline_error(spec: RerankSpec) -> RerankTimeout:
     return RerankTimeout(
         f"call service failed: {spec.provider.name} rerank did not finish within the call's deadline of "
         f"{spec.timeout:g} s — raise params['timeout'] or lower the number of candidates"
+    )
+
+
+def _expired(spec: RerankSpec, limit: float, deadline: float) -> RerankTimeout:
+    if limit >= deadline or spec.request_timeout is None:
+        return deadline_error(spec)
+    return RerankTimeout(
+        f"call service failed: {spec.provider.name} did not answer one rerank request (a batch of up to "
+        f"{spec.batch_size} documents, its retries included) within params['timeout_ms'] = "
+        f"{spec.request_timeout * 1000:g} ms — raise params['timeout_ms'] or lower params['maxBatch']"
     )
 
 

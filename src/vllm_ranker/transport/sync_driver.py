@@ -105,11 +105,13 @@ class SyncTransport:
 
     def _send(self, action: Send, deadline: float, cancel: threading.Event | None) -> Answer | Broken:
         started = time.monotonic()
-        if not self._gate.acquire(timeout=max(0.0, deadline - started)):
+        # The exchange's timeout is what is left of the batch's own limit (timeout_ms) or the call's deadline.
+        limit = min(deadline, started + action.timeout)
+        if not self._gate.acquire(timeout=max(0.0, limit - started)):
             return Broken("timeout", "client-wide request limit still full at the deadline", 0.0)
         try:
             with (
-                deadline_scope(deadline, cancel),
+                deadline_scope(limit, cancel),
                 (self._http if action.verify else self._http_unverified).stream(
                     "POST", action.url, content=action.body, headers=action.headers, timeout=action.timeout
                 ) as response,
