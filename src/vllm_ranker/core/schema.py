@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pymilvus import DataType
+from pymilvus import DataType, FunctionType
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,8 @@ class CollectionInfo:
     name: str
     pk_name: str
     fields: Mapping[str, FieldInfo]
+    # Sparse fields a BM25 function fills: searching one scores by BM25 (a function chain's $score reads it).
+    bm25_fields: frozenset[str] = frozenset()
 
     @classmethod
     def from_describe(cls, described: Mapping[str, Any]) -> CollectionInfo:
@@ -35,7 +37,13 @@ class CollectionInfo:
             fields[info.name] = info
             if raw.get("is_primary"):
                 pk_name = info.name
-        return cls(str(described.get("collection_name", "")), pk_name, fields)
+        bm25 = frozenset(
+            name
+            for function in described.get("functions") or []
+            if int(function.get("type", 0)) == int(FunctionType.BM25)
+            for name in function.get("output_field_names") or []
+        )
+        return cls(str(described.get("collection_name", "")), pk_name, fields, bm25)
 
 
 class SchemaCache:
