@@ -60,6 +60,7 @@ def _fresh_servers_and_env(request: pytest.FixtureRequest, monkeypatch: pytest.M
 def lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusClient]:
     path: Path = tmp_path_factory.mktemp("providers") / "providers.db"
     client = MilvusClient(uri=str(path))
+    client._test_uri = str(path)  # for a second client on the same file (test_milvus_master.py)
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("document", DataType.VARCHAR, max_length=1000, enable_analyzer=True)
