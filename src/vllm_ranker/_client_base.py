@@ -15,10 +15,12 @@ from typing import Any
 from pymilvus import MilvusException
 
 from vllm_ranker.core.flow import hybrid_flow, search_flow
+from vllm_ranker.core.provider_config import ProviderConfig
 from vllm_ranker.core.schema import SCHEMA_CHANGES, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache
 from vllm_ranker.core.spec import foreign_provider, unknown_everywhere
 from vllm_ranker.errors import RerankParamError
+from vllm_ranker.provider_settings import ConfigSource, load_provider_config
 
 # pymilvus methods after which the ranker's cached view of a collection's schema may be wrong (core/schema.py has
 # the one list, shared with the gateway). Both clients override exactly these (a test checks it).
@@ -29,24 +31,31 @@ _FORGET_ALL = frozenset(method for change in SCHEMA_CHANGES if change.whole for 
 
 
 class RerankState:
-    """The ranker's per-client state: the schema cache and the score cache. The transport is the driver's own."""
+    """The ranker's per-client state: the schema cache, the score cache and the providers' configuration (keys and
+    URLs a Function does not carry: provider_settings.py). The transport is the driver's own."""
 
     _schemas: SchemaCache
     _scores: ScoreCache
     _rerank_client_limit: int
+    _provider_config: ProviderConfig
 
-    def _init_rerank(self, client_limit: int, cache_size: int) -> None:
+    def _init_rerank(self, client_limit: int, cache_size: int, rerank_config: ConfigSource = None) -> None:
+        self._provider_config = load_provider_config(rerank_config)  # first: a bad file fails before connecting
         self._schemas = SchemaCache()
         self._scores = ScoreCache(cache_size)  # used by Functions with params['cache'] true
         self._rerank_client_limit = client_limit
 
     def _search_flow(self, collection_name: str, ranker: Any, search_kwargs: dict[str, Any]) -> Any:
-        return search_flow(self._schemas, collection_name, ranker, search_kwargs, self._scores)
+        return search_flow(
+            self._schemas, collection_name, ranker, search_kwargs, self._scores, config=self._provider_config
+        )
 
     def _hybrid_flow(
         self, collection_name: str, reqs: list[Any], ranker: Any, limit: int, common: dict[str, Any]
     ) -> Any:
-        return hybrid_flow(self._schemas, collection_name, reqs, ranker, limit, common, self._scores)
+        return hybrid_flow(
+            self._schemas, collection_name, reqs, ranker, limit, common, self._scores, config=self._provider_config
+        )
 
     def _forget_schema(self, method: str, collection_name: str | None) -> None:
         self._schemas.forget(None if method in _FORGET_ALL else collection_name)

@@ -17,6 +17,7 @@ from vllm_ranker.core.driver import drive
 from vllm_ranker.core.flow import Flow
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.spec import is_model_ranker
+from vllm_ranker.provider_settings import ConfigSource
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 _TRANSPORT_LOCK = threading.Lock()
@@ -28,6 +29,8 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
 
     ``rerank_client_limit`` caps HTTP requests in flight across every search sharing this client;
     ``rerank_cache_size`` bounds the score cache (entries) used by Functions with ``params["cache"]`` true.
+    ``rerank_config`` is the providers' server configuration (keys, URLs, enable), milvus.yaml's shape: a file's
+    path, a mapping or a ``ProviderConfig``; None reads the file named by ``VLLM_RANKER_CONFIG`` if set.
     """
 
     def __init__(
@@ -41,9 +44,10 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
         *,
         rerank_client_limit: int = DEFAULT_CLIENT_LIMIT,
         rerank_cache_size: int = DEFAULT_CACHE_SIZE,
+        rerank_config: ConfigSource = None,
         **kwargs: Any,
     ) -> None:
-        self._init_rerank(rerank_client_limit, rerank_cache_size)
+        self._init_rerank(rerank_client_limit, rerank_cache_size, rerank_config)
         self._transport: SyncTransport | None = None
         super().__init__(uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs)
 

@@ -41,6 +41,7 @@ from vllm_ranker.core.ordering import (
     scatter,
     union_by_pk,
 )
+from vllm_ranker.core.provider_config import EMPTY, ProviderConfig
 from vllm_ranker.core.redaction import redact
 from vllm_ranker.core.results import make_result
 from vllm_ranker.core.schema import CollectionInfo, SchemaCache
@@ -79,8 +80,9 @@ Flow = Generator[Step, Any, Any]
 
 
 def _spec(
-    cache: SchemaCache, collection_name: str, ranker: Function
+    cache: SchemaCache, collection_name: str, ranker: Function, config: ProviderConfig = EMPTY
 ) -> Generator[Step, Any, tuple[RerankSpec, CollectionInfo]]:
+    ranker = config.apply(ranker)  # key, URL and enable from the server configuration (docs/semantics.md)
     info = cache.get(collection_name)
     fresh = info is None
     if info is None:
@@ -267,9 +269,11 @@ def search_flow(
     ranker: Function,
     search_kwargs: dict[str, Any],
     score_cache: ScoreCache | None = None,
+    *,
+    config: ProviderConfig = EMPTY,
 ) -> Flow:
     """Plain search: Milvus returns ``limit`` hits after ``offset`` (vector order); the model reorders them."""
-    spec, info = yield from _spec(cache, collection_name, ranker)
+    spec, info = yield from _spec(cache, collection_name, ranker, config)
     data = search_kwargs.get("data")
     queries = spec.queries_for(_nq(data), data if isinstance(data, list) else None)
     _refuse_grouping(search_kwargs)
@@ -324,10 +328,12 @@ def hybrid_flow(
     limit: int,
     common: dict[str, Any],
     score_cache: ScoreCache | None = None,
+    *,
+    config: ProviderConfig = EMPTY,
 ) -> Flow:
     """Hybrid search: each request runs with its own limit/filter/params; the union (first occurrence wins)
     is reranked, then ``[offset, offset+limit)`` is returned."""
-    spec, info = yield from _spec(cache, collection_name, ranker)
+    spec, info = yield from _spec(cache, collection_name, ranker, config)
     if not reqs:
         raise RerankParamError("hybrid_search needs at least one AnnSearchRequest")
     nqs = {_nq(r.data) for r in reqs}

@@ -8,6 +8,7 @@ examples:
   vllm-ranker gateway                                       # Milvus Lite file ./milvus.db behind 127.0.0.1:19530
   vllm-ranker gateway --backend http://milvus:19530 --port 19531
   VLLM_RANKER_BACKEND_TOKEN=root:Milvus vllm-ranker gateway --backend https://milvus.example:19530
+  vllm-ranker gateway --config milvus.yaml                  # provider keys and URLs, as Milvus configures them
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="",
         help=f"token (user:password or API key) for the backend, used when a caller sends none; visible in "
         f"`ps`: prefer the environment variable {TOKEN_ENV}",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="the rerank providers' configuration in milvus.yaml's shape (a whole milvus.yaml will do): "
+        "credential.<name>.apikey and function.rerank.model.providers.<provider>.{credential,url,enable}, "
+        "used where a search's ranker carries no key or endpoint; default: the file named by VLLM_RANKER_CONFIG, "
+        "else the providers' environment variables",
     )
     parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve TLS (with --tls-key)")
     parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
@@ -111,19 +121,26 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.metrics_port is not None and not metrics.available():
         raise GatewayError("--metrics-port needs prometheus_client: pip install 'vllm-ranker[metrics]'")
+    from vllm_ranker.core.provider_config import ProviderConfigError
+
     from .server import Gateway  # grpc and pymilvus: not for --help
 
-    gateway = Gateway(
-        args.backend,
-        host=args.host,
-        port=args.port,
-        token=args.token or os.environ.get(TOKEN_ENV, ""),
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        workers=args.workers,
-        grace=args.grace,
-        splice=not args.no_splice,
-    )
+    try:
+        gateway = Gateway(
+            args.backend,
+            host=args.host,
+            port=args.port,
+            token=args.token or os.environ.get(TOKEN_ENV, ""),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            workers=args.workers,
+            grace=args.grace,
+            splice=not args.no_splice,
+            config=args.config,
+        )
+    except ProviderConfigError as exc:  # a file or value to change, as its message says (the file, the key path)
+        raise GatewayError(f"--config {exc}" if args.config else str(exc)) from None
+    log.info("rerank providers: %s", gateway.config)  # names, URLs and where keys come from: never a key
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -25,6 +25,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 from vllm_ranker import AnnSearchRequest, Function, FunctionType
 from vllm_ranker.core.driver import drive
 from vllm_ranker.core.flow import Flow, Rerank, hybrid_flow, search_flow
+from vllm_ranker.core.provider_config import EMPTY, ProviderConfig
 from vllm_ranker.core.schema import SchemaCache
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE, ScoreCache
 from vllm_ranker.core.spec import foreign_provider, is_model_ranker  # the rules of what a ranker is
@@ -159,8 +160,9 @@ class _Steps:
 class Reranker:
     """Serves the reranked searches: the flow's state per (database, credentials), one HTTP transport for all."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, config: ProviderConfig = EMPTY) -> None:
         self.backend = backend
+        self.config = config  # the providers' keys, URLs and enable (--config): what Milvus reads from milvus.yaml
         self._states: dict[tuple[str, str], _State] = {}
         self._lock = threading.Lock()
         self._transport: SyncTransport | None = None
@@ -207,9 +209,9 @@ class Reranker:
         requests = [request] if method == SEARCH else sub_requests(request)
         steps = _Steps(self.backend, metadata, timeout, db_name, text_field, requests, state.schemas, self._http())
         if method == SEARCH:
-            flow, limit = _search_flow(request, function, state)
+            flow, limit = _search_flow(request, function, state, self.config)
         else:
-            flow, limit = _hybrid_flow(request, requests, function, state)
+            flow, limit = _hybrid_flow(request, requests, function, state, self.config)
         result = drive(flow, steps.describe, steps.searches, steps.rerank)
         data = reranked_answer(result, steps.answers, text_field, limit, list(request.output_fields))
         return milvus_pb2.SearchResults(
@@ -220,7 +222,9 @@ class Reranker:
         )
 
 
-def _search_flow(request: milvus_pb2.SearchRequest, function: Function, state: _State) -> tuple[Flow, int]:
+def _search_flow(
+    request: milvus_pb2.SearchRequest, function: Function, state: _State, config: ProviderConfig = EMPTY
+) -> tuple[Flow, int]:
     """The flow of a search and its limit, from what the SDK encoded (what ``MilvusClient.search`` is given)."""
     kv = _kv(request.search_params)
     offset = _int(kv.get("offset"), 0)
@@ -233,11 +237,16 @@ def _search_flow(request: milvus_pb2.SearchRequest, function: Function, state: _
     )
     if kv.get("group_by_field"):
         kwargs["group_by_field"] = kv["group_by_field"]  # the flow refuses grouping with a model ranker
-    return search_flow(state.schemas, request.collection_name, function, kwargs, state.scores), kwargs["limit"]
+    flow = search_flow(state.schemas, request.collection_name, function, kwargs, state.scores, config=config)
+    return flow, kwargs["limit"]
 
 
 def _hybrid_flow(
-    request: milvus_pb2.HybridSearchRequest, subs: list[milvus_pb2.SearchRequest], function: Function, state: _State
+    request: milvus_pb2.HybridSearchRequest,
+    subs: list[milvus_pb2.SearchRequest],
+    function: Function,
+    state: _State,
+    config: ProviderConfig = EMPTY,
 ) -> tuple[Flow, int]:
     """The flow of a hybrid search and its limit, from what the SDK encoded."""
     reqs = []
@@ -254,7 +263,10 @@ def _hybrid_flow(
     )
     if kv.get("group_by_field"):
         common["group_by_field"] = kv["group_by_field"]
-    return hybrid_flow(state.schemas, request.collection_name, reqs, function, limit, common, state.scores), limit
+    flow = hybrid_flow(
+        state.schemas, request.collection_name, reqs, function, limit, common, state.scores, config=config
+    )
+    return flow, limit
 
 
 def sub_requests(request: milvus_pb2.HybridSearchRequest) -> list[milvus_pb2.SearchRequest]:

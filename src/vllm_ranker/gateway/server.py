@@ -12,6 +12,8 @@ from pathlib import Path
 
 import grpc
 
+from vllm_ranker.provider_settings import ConfigSource, load_provider_config
+
 from .backend import MESSAGE_OPTIONS, Backend, LiteServer, grpc_target, is_lite_file
 from .front import Front
 from .proxy import GatewayHandler
@@ -45,11 +47,14 @@ class Gateway:
         workers: int = DEFAULT_WORKERS,
         grace: float = DEFAULT_GRACE_S,
         splice: bool = True,
+        config: ConfigSource = None,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise GatewayError("give both --tls-cert and --tls-key (PEM files), or neither")
         if workers < 1:
             raise GatewayError(f"--workers {workers}: give at least 1")
+        # The providers' keys, URLs and enable (--config, milvus.yaml's shape): read now, so a bad file fails first.
+        self.config = load_provider_config(config)
         self.backend_uri = backend
         self.host = host
         self.port = port
@@ -87,7 +92,7 @@ class Gateway:
             self._backend = Backend(target, self.token)
             # Messages name the backend as the user gave it (a file path or a URI, never a token).
             self._backend.uri = self.backend_label
-            self._reranker = Reranker(self._backend)
+            self._reranker = Reranker(self._backend, self.config)
             handler = GatewayHandler(self._backend, self._reranker)
             self._pool = futures.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gateway")
             server = grpc.server(
