@@ -14,7 +14,9 @@ from typing import Any
 
 from pymilvus import MilvusException
 
+from vllm_ranker.core.chain import chain_flow, chain_protos, serves_chain
 from vllm_ranker.core.flow import hybrid_flow, search_flow
+from vllm_ranker.core.function_score import split_function_score
 from vllm_ranker.core.provider_config import ProviderConfig
 from vllm_ranker.core.schema import SCHEMA_CHANGES, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache
@@ -55,6 +57,17 @@ class RerankState:
     ) -> Any:
         return hybrid_flow(
             self._schemas, collection_name, reqs, ranker, limit, common, self._scores, config=self._provider_config
+        )
+
+    def _chain_flow(self, collection_name: str, chains: list[Any], call: dict[str, Any], ranker: Any) -> Any:
+        return chain_flow(
+            self._schemas,
+            collection_name,
+            chains,
+            call,
+            self._scores,
+            config=self._provider_config,
+            has_ranker=ranker is not None,
         )
 
     def _forget_schema(self, method: str, collection_name: str | None) -> None:
@@ -131,3 +144,32 @@ def unknown_to_both(ranker: Any) -> Iterator[None]:
         if message is None:
             raise
         raise RerankParamError(message) from None
+
+
+def with_boosts(ranker: Any, kwargs: dict[str, Any]) -> Any:
+    """The ranker a search's flow runs: for a ``FunctionScore`` of boost functions and a model ranker we serve
+    (core/function_score.py), the model ranker, with the boosts put in ``kwargs`` as the first stage's own ranker
+    (Milvus applies them in the first stage's plan); any other ranker as it is."""
+    split = split_function_score(ranker)
+    if split is None:
+        return ranker
+    if split.first_stage is not None:
+        kwargs["ranker"] = split.first_stage
+    return split.model
+
+
+def served_chains(kwargs: dict[str, Any]) -> list[Any] | None:
+    """The protos of a search's ``function_chains`` when we run them (a ``rerank_model`` with a provider we serve:
+    core/chain/), taken out of ``kwargs``; else None and ``kwargs`` is left for pymilvus (which also gives its own
+    message for a value that is not a chain)."""
+    raw = kwargs.get("function_chains")
+    if raw is None:
+        return None
+    try:
+        protos = chain_protos(raw)
+    except RerankParamError:
+        return None
+    if not serves_chain(protos):
+        return None
+    del kwargs["function_chains"]
+    return protos

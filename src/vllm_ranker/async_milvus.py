@@ -13,7 +13,14 @@ from typing import Any
 import pymilvus
 from pymilvus import AnnSearchRequest
 
-from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs, unknown_to_both
+from vllm_ranker._client_base import (
+    RerankState,
+    forget_schema_on_change,
+    search_kwargs,
+    served_chains,
+    unknown_to_both,
+    with_boosts,
+)
 from vllm_ranker.core.driver import drive_async
 from vllm_ranker.core.flow import Flow, Rerank
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
@@ -63,6 +70,13 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
         ranker: Any = None,
         **kwargs: Any,
     ) -> Any:
+        chains = served_chains(kwargs)  # Milvus 3.0 function chains calling one of our rerank models
+        if chains is not None:
+            call = search_kwargs(
+                kwargs, data, filter, limit, output_fields, search_params, timeout, partition_names, anns_field
+            )
+            return await self._run(self._chain_flow(collection_name, chains, call, ranker))
+        ranker = with_boosts(ranker, kwargs)  # FunctionScore([boosts..., model]): the boosts join the first stage
         if not is_model_ranker(ranker):
             with unknown_to_both(ranker):
                 return await super().search(

@@ -12,10 +12,18 @@ from typing import Any
 import pymilvus
 from pymilvus import AnnSearchRequest
 
-from vllm_ranker._client_base import RerankState, forget_schema_on_change, search_kwargs, unknown_to_both
+from vllm_ranker._client_base import (
+    RerankState,
+    forget_schema_on_change,
+    search_kwargs,
+    served_chains,
+    unknown_to_both,
+    with_boosts,
+)
 from vllm_ranker.core.driver import drive
 from vllm_ranker.core.flow import Flow
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
+from vllm_ranker.core.search_args import refuse_iterator_rerank
 from vllm_ranker.core.spec import is_model_ranker
 from vllm_ranker.provider_settings import ConfigSource
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
@@ -75,6 +83,13 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
         ranker: Any = None,
         **kwargs: Any,
     ) -> Any:
+        chains = served_chains(kwargs)  # Milvus 3.0 function chains calling one of our rerank models
+        if chains is not None:
+            call = search_kwargs(
+                kwargs, data, filter, limit, output_fields, search_params, timeout, partition_names, anns_field
+            )
+            return self._run(self._chain_flow(collection_name, chains, call, ranker))
+        ranker = with_boosts(ranker, kwargs)  # FunctionScore([boosts..., model]): the boosts join the first stage
         if not is_model_ranker(ranker):
             with unknown_to_both(ranker):
                 return super().search(
@@ -85,6 +100,12 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
             kwargs, data, filter, limit, output_fields, search_params, timeout, partition_names, anns_field
         )
         return self._run(self._search_flow(collection_name, ranker, call))
+
+    def search_iterator(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
+        # pymilvus's iterators call the connection's search, not this class's: a model ranker (or a function chain
+        # calling rerank_model) would reach Milvus as it is. Milvus refuses the pair; so do we, before any search.
+        refuse_iterator_rerank(is_model_ranker(kwargs.get("ranker")), kwargs.get("function_chains"))
+        return super().search_iterator(collection_name, *args, **kwargs)
 
     def hybrid_search(
         self,

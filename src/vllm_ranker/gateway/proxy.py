@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from vllm_ranker import Function, RerankParamError, RerankTimeout
+from vllm_ranker import RerankParamError, RerankTimeout
 from vllm_ranker.core import schema
 from vllm_ranker.core.spec import unknown_everywhere
 from vllm_ranker.transport import cancel_scope
@@ -86,7 +86,7 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         if judged.foreign is not None:
             ours = judged.foreign.lower() not in self._backend_serves
         else:
-            ours = judged.function is not None or judged.refused is not None
+            ours = judged.function is not None or judged.refused is not None or judged.chains is not None
         if ours:  # read once: kept for the unary_call that follows
             with self._judged_lock:
                 self._judged[id(payload)] = (payload, judged)  # holding the bytes keeps their id unique
@@ -117,9 +117,9 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 if judged.refused is not None:  # pymilvus refused to build the Function: answer its message
                     route, outcome = "rerank", "error"
                     return _search_failed(status_of(judged.refused))
-                if judged.function is not None:
+                if judged.function is not None or judged.chains is not None:
                     route = "rerank"
-                    answer, outcome = self._rerank(method, judged.request, judged.function, metadata, timeout, context)
+                    answer, outcome = self._rerank(method, judged, metadata, timeout, context)
                     return answer
             try:
                 answer = self.backend.call(method, payload, metadata, timeout)
@@ -161,14 +161,13 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
     def _rerank(
         self,
         method: str,
-        request: Any,
-        function: Function,
+        judged: Judged,
         metadata: Metadata,
         timeout: float | None,
         context: grpc.ServicerContext,
     ) -> tuple[bytes, str]:
-        """The answer of a reranked search and its outcome."""
-        function = with_deadline(function, timeout)
+        """The answer of a reranked search (a model ranker, or a function chain calling a model) and its outcome."""
+        request = judged.request
         db_name = request.db_name or _first(metadata, "dbname")
         # A caller that cancels or hangs up (with or without a deadline) ends the rerank's HTTP requests at once,
         # instead of leaving the service working for nobody until the rerank timeout.
@@ -176,7 +175,12 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         context.add_callback(gone.set)
         try:
             with cancel_scope(gone):
-                answer = self.reranker.answer(method, request, function, metadata, timeout, db_name)
+                if judged.chains is not None:
+                    answer = self.reranker.answer_chain(request, judged.chains, metadata, timeout, db_name)
+                else:
+                    assert judged.function is not None
+                    function = with_deadline(judged.function, timeout)
+                    answer = self.reranker.answer(method, request, function, metadata, timeout, db_name)
             return answer.SerializeToString(), "ok"
         except grpc.RpcError as exc:
             code = exc.code()

@@ -19,19 +19,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymilvus.client.abstract import CollectionSchema
+from pymilvus.client.search_result import SearchResult
 from pymilvus.client.utils import check_status
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from vllm_ranker import AnnSearchRequest, Function, FunctionType
+from vllm_ranker import AnnSearchRequest, Function, FunctionType, RerankParamError
+from vllm_ranker.core.chain import chain_flow, serves_chain
 from vllm_ranker.core.driver import drive
 from vllm_ranker.core.flow import Flow, Rerank, hybrid_flow, search_flow
 from vllm_ranker.core.provider_config import EMPTY, ProviderConfig
 from vllm_ranker.core.schema import SchemaCache
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE, ScoreCache
+from vllm_ranker.core.search_args import ITERATOR_KEYS, is_iterator_search, refuse_iterator_rerank
 from vllm_ranker.core.spec import foreign_provider, is_model_ranker  # the rules of what a ranker is
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 from .backend import Backend
+from .function_score import boosts_only, model_of
 from .rows import flow_hits, reranked_answer
 
 SERVICE = "/milvus.proto.milvus.MilvusService/"
@@ -51,6 +55,7 @@ class Judged:
     function: Function | None = None  # a model ranker the gateway serves
     refused: Exception | None = None  # a ranker pymilvus refuses to build: answered with its message
     foreign: str | None = None  # the provider of a model ranker the gateway does not serve (the backend may)
+    chains: tuple[schema_pb2.FunctionChain, ...] | None = None  # function chains calling a rerank model we serve
 
 
 def judge(method: str, payload: bytes) -> Judged:
@@ -58,10 +63,17 @@ def judge(method: str, payload: bytes) -> Judged:
         request = (milvus_pb2.SearchRequest if method == SEARCH else milvus_pb2.HybridSearchRequest).FromString(payload)
     except Exception:
         return Judged()
+    if method == SEARCH and is_iterator_search(_kv(request.search_params)):
+        try:  # an iterator page with a rerank-model function chain: Milvus's refusal (the flow refuses the rest)
+            refuse_iterator_rerank(False, request.function_chains)
+        except RerankParamError as exc:
+            return Judged(request, refused=exc)
+    if method == SEARCH and request.function_chains and serves_chain(request.function_chains):
+        return Judged(request, chains=tuple(request.function_chains))  # Milvus 3.0 function chains (core/chain/)
     if not request.HasField("function_score"):
         return Judged(request)
     try:
-        function = ranker_function(request.function_score)
+        function = ranker_function(request.function_score, hybrid=method != SEARCH)
     except Exception as exc:
         return Judged(request, refused=exc)
     if is_model_ranker(function):
@@ -69,10 +81,11 @@ def judge(method: str, payload: bytes) -> Judged:
     return Judged(request, foreign=foreign_provider(function))
 
 
-def ranker_function(function_score: schema_pb2.FunctionScore) -> Function | None:
-    """A lone RERANK function as a pymilvus ``Function`` (raises what pymilvus raises for a bad one), else None."""
+def ranker_function(function_score: schema_pb2.FunctionScore, hybrid: bool = False) -> Function | None:
+    """A lone RERANK function as a pymilvus ``Function`` (raises what pymilvus raises for a bad one), the model ranker
+    of a FunctionScore of boosts and a model ranker (function_score.py: raises Milvus's refusals), else None."""
     if len(function_score.functions) != 1 or len(function_score.params):
-        return None
+        return model_of(function_score, hybrid)
     schema = function_score.functions[0]
     if schema.type != FunctionType.RERANK:
         return None
@@ -123,6 +136,7 @@ class _Steps:
     transport: SyncTransport
     answers: list[schema_pb2.SearchResultData] = field(default_factory=list)
     session_ts: int = 0
+    whole_rows: bool = False  # a function chain reads any field: the hits as pymilvus decodes them
 
     def describe(self, collection_name: str) -> dict[str, Any]:
         request = milvus_pb2.DescribeCollectionRequest(db_name=self.db_name, collection_name=collection_name)
@@ -140,6 +154,10 @@ class _Steps:
         request = milvus_pb2.SearchRequest()
         request.CopyFrom(own)
         request.ClearField("function_score")
+        request.ClearField("function_chains")  # the flow runs the chain: the backend runs the first stage only
+        kept = boosts_only(own.function_score)  # Milvus applies a search's boosts in its first stage's plan
+        if kept is not None:
+            request.function_score.CopyFrom(kept)
         del request.output_fields[:]
         request.output_fields.extend(call.get("output_fields") or [])
         offset = int(call.get("offset") or (call.get("search_params") or {}).get("offset") or 0)
@@ -149,6 +167,8 @@ class _Steps:
         check_status(answer.status)
         self.answers.append(answer.results)
         self.session_ts = max(self.session_ts, answer.session_ts)
+        if self.whole_rows:
+            return list(SearchResult(answer.results))
         info = self.schemas.get(call["collection_name"])  # what the flow read the primary key's name from
         pk_name = info.pk_name if info else answer.results.primary_field_name or "id"
         return flow_hits(answer.results, pk_name, self.text_field, max(request.nq, answer.results.num_queries))
@@ -200,6 +220,29 @@ class Reranker:
         for state in states:
             state.schemas.forget(collection_name)
 
+    def answer_chain(
+        self,
+        request: milvus_pb2.SearchRequest,
+        chains: Sequence[schema_pb2.FunctionChain],
+        metadata: Metadata,
+        timeout: float | None,
+        db_name: str,
+    ) -> milvus_pb2.SearchResults:
+        """The answer of a Search with a function chain calling one of our rerank models (core/chain/)."""
+        state = self._state(db_name, metadata)
+        steps = _Steps(self.backend, metadata, timeout, db_name, "", [request], state.schemas, self._http())
+        steps.whole_rows = True
+        flow, limit = _chain_flow(request, chains, state, self.config, timeout)
+        result = drive(flow, steps.describe, steps.searches, steps.rerank)
+        fetched = list(steps.answers[0].output_fields) if steps.answers else []
+        data = reranked_answer(result, steps.answers, "", limit, list(request.output_fields), fetched)
+        return milvus_pb2.SearchResults(
+            status=common_pb2.Status(),
+            results=data,
+            collection_name=request.collection_name,
+            session_ts=steps.session_ts,
+        )
+
     def answer(
         self, method: str, request: Any, function: Function, metadata: Metadata, timeout: float | None, db_name: str
     ) -> milvus_pb2.SearchResults:
@@ -222,6 +265,40 @@ class Reranker:
         )
 
 
+def _chain_flow(
+    request: milvus_pb2.SearchRequest,
+    chains: Sequence[schema_pb2.FunctionChain],
+    state: _State,
+    config: ProviderConfig,
+    deadline: float | None,
+) -> tuple[Flow, int]:
+    """The flow of a search with a function chain, from what the SDK encoded (the search's own arguments)."""
+    kv = _kv(request.search_params)
+    offset = _int(kv.get("offset"), 0)
+    kwargs: dict[str, Any] = dict(
+        data=_queries_data(request.placeholder_group, request.nq, request.ids),
+        limit=_int(kv.get("topk"), 10),
+        output_fields=list(request.output_fields),
+        search_params={"offset": offset} if offset else {},
+        round_decimal=_int(kv.get("round_decimal"), -1),
+        anns_field=kv.get("anns_field") or None,
+    )
+    kwargs.update({key: kv[key] for key in (*ITERATOR_KEYS, "order_by_fields") if kv.get(key)})
+    kwargs.update(search_aggregation=request.HasField("search_aggregation") or None)
+    kwargs.update(highlighter=request.HasField("highlighter") or None)
+    flow = chain_flow(
+        state.schemas,
+        request.collection_name,
+        list(chains),
+        kwargs,
+        state.scores,
+        config=config,
+        has_ranker=request.HasField("function_score"),
+        deadline=deadline,
+    )
+    return flow, kwargs["limit"]
+
+
 def _search_flow(
     request: milvus_pb2.SearchRequest, function: Function, state: _State, config: ProviderConfig = EMPTY
 ) -> tuple[Flow, int]:
@@ -237,6 +314,10 @@ def _search_flow(
     )
     if kv.get("group_by_field"):
         kwargs["group_by_field"] = kv["group_by_field"]  # the flow refuses grouping with a model ranker
+    # And what it refuses beside a model ranker (core/search_args.py), as the SDK encoded it.
+    kwargs.update({key: kv[key] for key in (*ITERATOR_KEYS, "order_by_fields") if kv.get(key)})
+    kwargs.update(search_aggregation=request.HasField("search_aggregation") or None)
+    kwargs.update(highlighter=request.HasField("highlighter") or None)
     flow = search_flow(state.schemas, request.collection_name, function, kwargs, state.scores, config=config)
     return flow, kwargs["limit"]
 

@@ -162,12 +162,12 @@ def reranked_answer(
     text_field: str,
     limit: int,
     requested: list[str],
+    fetched: Sequence[str] = (),
 ) -> schema_pb2.SearchResultData:
     """The flow's reranked hits (``result``) as Milvus shapes a search answer: ids, scores, topks, and the requested
     fields' rows, taken from the backend's ``answers`` (first occurrence of a primary key wins, like the flow's
-    union)."""
-    added = text_field not in requested and "*" not in requested  # fetched for the ranker only
-    drop = frozenset([text_field]) if added else frozenset()
+    union). The fields fetched for the ranker only (``text_field``, or a function chain's ``fetched``) are left out."""
+    drop = frozenset() if "*" in requested else frozenset(f for f in (text_field, *fetched) if f not in requested)
     data = schema_pb2.SearchResultData(num_queries=len(result), top_k=limit)
     first = answers[0] if answers else schema_pb2.SearchResultData()
     pk_kind = first.ids.WhichOneof("id_field") or "int_id"

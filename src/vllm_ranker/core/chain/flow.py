@@ -53,9 +53,12 @@ def _info(cache: SchemaCache, collection_name: str) -> Generator[Step, Any, Coll
     return info
 
 
-def _model_spec(expr: Expr, info: CollectionInfo, config: ProviderConfig) -> RerankSpec:
-    """The rerank_model's params as a 2.6 Function's, read by core/spec.py: the same checks, messages, options."""
+def _model_spec(expr: Expr, info: CollectionInfo, config: ProviderConfig, deadline: float | None) -> RerankSpec:
+    """The rerank_model's params as a 2.6 Function's, read by core/spec.py: the same checks, messages, options.
+    A caller's deadline (the gateway's gRPC caller) bounds the rerank when the params set no timeout."""
     params = config.fill(model_params(expr), chain=True)
+    if deadline is not None and not any(k.lower() == "timeout" for k in params):
+        params["timeout"] = str(max(deadline, 0.001))
     arg = expr.args[0]
     text_field = arg.name if isinstance(arg, ColumnArg) and arg.name in info.fields else ""
     if not text_field:  # a literal or a system column: any VARCHAR field passes spec's input check
@@ -76,6 +79,7 @@ def chain_flow(
     *,
     config: ProviderConfig = EMPTY,
     has_ranker: bool = False,
+    deadline: float | None = None,
 ) -> Flow:
     """``search(..., function_chains=chain)`` with a chain ``serves_chain`` accepts."""
     order_by = search_kwargs.get("order_by_fields") or search_kwargs.get("order_by")
@@ -86,7 +90,9 @@ def chain_flow(
     data = search_kwargs.get("data")
     nq = ids_count(data, search_kwargs.get("ids"))
     validated = validate(chain, info, _nq(data) if nq is None else nq)
-    specs = {i: _model_spec(op.expr, info, config) for i, op in enumerate(chain.ops) if _is_model(op) and op.expr}
+    specs = {
+        i: _model_spec(op.expr, info, config, deadline) for i, op in enumerate(chain.ops) if _is_model(op) and op.expr
+    }
 
     round_decimal = int(search_kwargs.pop("round_decimal", -1))
     requested = search_kwargs.get("output_fields")
