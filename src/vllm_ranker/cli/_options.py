@@ -256,7 +256,7 @@ def add_rerank_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rerank-provider",
         default="vllm",
-        choices=("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface"),
+        choices=("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface", "sglang"),
         help="RERANK Function provider",
     )
     parser.add_argument(

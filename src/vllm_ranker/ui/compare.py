@@ -23,7 +23,8 @@ from .errors import InputError
 from .highlight import query_terms, snippet
 
 SELF_HOSTED = ("vllm", "tei")
-PROVIDERS = ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface")
+# sglang is self-hosted too, but the default endpoint is the local vLLM, which does not speak its answer shape.
+PROVIDERS = ("vllm", "tei", "cohere", "voyageai", "siliconflow", "ali", "huggingface", "sglang")
 MAX_WINDOW = 1000  # the page draws every hit of both lists; more would only make it slow
 MAX_SHOWN = 100
 
