@@ -182,3 +182,10 @@ def test_the_unknown_provider_message_names_sglang() -> None:
         parse_ranker(ranker(SGLANG, None, provider="acme"), collection_info(), env={})
     assert "unknown rerank model provider:acme: use one of " in str(caught.value)
     assert "sglang" in str(caught.value)
+
+
+def test_sglang_without_an_endpoint_gets_milvus_message_and_the_fix() -> None:
+    with pytest.raises(RerankParamError) as caught:
+        parse_ranker(ranker(SGLANG, None), collection_info(), env={})
+    assert str(caught.value).startswith("sglang rerank endpoint is required: rerank function lost params endpoint")
+    assert "set params['endpoint']" in str(caught.value)
