@@ -3,10 +3,28 @@ holds the rules): the model ranker the gateway serves, and the boosts the backen
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymilvus import Function, FunctionType
 from pymilvus.grpc_gen import schema_pb2
 
 from vllm_ranker.core.function_score import BOOST, refuse_on_hybrid, split_functions
+
+
+def ranker_function(function_score: schema_pb2.FunctionScore, hybrid: bool = False) -> Function | None:
+    """A lone RERANK function as a pymilvus ``Function`` (raises what pymilvus raises for a bad one), the model ranker
+    of a FunctionScore of boosts and a model ranker (``model_of``), else None."""
+    if len(function_score.functions) != 1 or len(function_score.params):
+        return model_of(function_score, hybrid)
+    schema = function_score.functions[0]
+    if schema.type != FunctionType.RERANK:
+        return None
+    return Function(
+        name=schema.name or "ranker",
+        function_type=FunctionType.RERANK,
+        input_field_names=list(schema.input_field_names),
+        params={pair.key: pair.value for pair in schema.params},
+    )
 
 
 def model_of(function_score: schema_pb2.FunctionScore, hybrid: bool) -> Function | None:
@@ -28,6 +46,15 @@ def boosts_only(function_score: schema_pb2.FunctionScore) -> schema_pb2.Function
     if not boosts:
         return None
     return schema_pb2.FunctionScore(functions=boosts, params=function_score.params)
+
+
+def keep_boosts(request: Any) -> None:
+    """A first-stage search request (a copy of the caller's) reduced to what Milvus runs in its plan: the boosts of its
+    function_score (``boosts_only``), or no function_score."""
+    kept = boosts_only(request.function_score)
+    request.ClearField("function_score")
+    if kept is not None:
+        request.function_score.CopyFrom(kept)
 
 
 def _kind(schema: schema_pb2.FunctionSchema) -> str:

@@ -35,7 +35,7 @@ from vllm_ranker.core.spec import foreign_provider, is_model_ranker  # the rules
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 from .backend import Backend
-from .function_score import boosts_only, model_of
+from .function_score import keep_boosts, ranker_function
 from .rows import flow_hits, reranked_answer
 
 SERVICE = "/milvus.proto.milvus.MilvusService/"
@@ -79,22 +79,6 @@ def judge(method: str, payload: bytes) -> Judged:
     if is_model_ranker(function):
         return Judged(request, function)
     return Judged(request, foreign=foreign_provider(function))
-
-
-def ranker_function(function_score: schema_pb2.FunctionScore, hybrid: bool = False) -> Function | None:
-    """A lone RERANK function as a pymilvus ``Function`` (raises what pymilvus raises for a bad one), the model ranker
-    of a FunctionScore of boosts and a model ranker (function_score.py: raises Milvus's refusals), else None."""
-    if len(function_score.functions) != 1 or len(function_score.params):
-        return model_of(function_score, hybrid)
-    schema = function_score.functions[0]
-    if schema.type != FunctionType.RERANK:
-        return None
-    return Function(
-        name=schema.name or "ranker",
-        function_type=FunctionType.RERANK,
-        input_field_names=list(schema.input_field_names),
-        params={pair.key: pair.value for pair in schema.params},
-    )
 
 
 def with_deadline(function: Function, deadline: float | None) -> Function:
@@ -153,11 +137,8 @@ class _Steps:
     def _search(self, own: milvus_pb2.SearchRequest, call: dict[str, Any]) -> list[list[dict[str, Any]]]:
         request = milvus_pb2.SearchRequest()
         request.CopyFrom(own)
-        request.ClearField("function_score")
+        keep_boosts(request)  # of its function_score, Milvus applies only the boosts in the first stage's plan
         request.ClearField("function_chains")  # the flow runs the chain: the backend runs the first stage only
-        kept = boosts_only(own.function_score)  # Milvus applies a search's boosts in its first stage's plan
-        if kept is not None:
-            request.function_score.CopyFrom(kept)
         del request.output_fields[:]
         request.output_fields.extend(call.get("output_fields") or [])
         offset = int(call.get("offset") or (call.get("search_params") or {}).get("offset") or 0)
