@@ -46,6 +46,7 @@ from vllm_ranker.core.redaction import redact
 from vllm_ranker.core.results import make_result
 from vllm_ranker.core.schema import CollectionInfo, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache, document_digest, scope_digest
+from vllm_ranker.core.search_args import ids_count, refuse_beside_model_ranker
 from vllm_ranker.core.spec import RerankSpec, parse_ranker
 from vllm_ranker.errors import RerankParamError, RerankServiceError
 from vllm_ranker.stats import RerankStats
@@ -273,9 +274,11 @@ def search_flow(
     config: ProviderConfig = EMPTY,
 ) -> Flow:
     """Plain search: Milvus returns ``limit`` hits after ``offset`` (vector order); the model reorders them."""
+    refuse_beside_model_ranker(search_kwargs)  # before any call: iterator, order_by, aggregation, highlighter
     spec, info = yield from _spec(cache, collection_name, ranker, config)
     data = search_kwargs.get("data")
-    queries = spec.queries_for(_nq(data), data if isinstance(data, list) else None)
+    nq = ids_count(data, search_kwargs.get("ids"))  # search by primary keys: one query per id
+    queries = spec.queries_for(_nq(data) if nq is None else nq, data if isinstance(data, list) else None)
     _refuse_grouping(search_kwargs)
     round_decimal = int(search_kwargs.pop("round_decimal", -1))
     output_fields = search_kwargs.get("output_fields")
