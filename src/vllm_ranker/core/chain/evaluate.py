@@ -5,7 +5,6 @@ scores are not computed here: the flow asks the service and writes them with ``s
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -123,25 +122,20 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _compare(a: Any, b: Any, desc: bool) -> int:
-    """Missing (None/NaN) last whatever the direction."""
-    if _missing(a) or _missing(b):
-        return (_missing(a) and not _missing(b)) - (_missing(b) and not _missing(a))
-    if desc:
-        a, b = b, a
-    return int((a > b) - (a < b))
+def _ordered(rows: Chunk, column_name: str, desc: bool) -> Chunk:
+    """Stable order by one column; missing values (None/NaN) last whatever the direction. Python's sort is stable
+    with ``reverse`` too, so equal values keep their order: what Milvus's comparator does, at a key sort's cost."""
+    present = [r for r in rows if not _missing(r.get(column_name))]
+    missing = [r for r in rows if _missing(r.get(column_name))]
+    present.sort(key=lambda r: r[column_name], reverse=desc)
+    return present + missing
 
 
 def sort(chunk: Chunk, column_name: str, desc: bool, tie_break: str | None) -> Chunk:
-    """Stable; the tie-break column always ascending."""
-
-    def cmp(x: Row, y: Row) -> int:
-        first = _compare(x.get(column_name), y.get(column_name), desc)
-        if first or tie_break is None:
-            return first
-        return _compare(x.get(tie_break), y.get(tie_break), False)
-
-    return sorted(chunk, key=functools.cmp_to_key(cmp))
+    """By ``column_name``; ties (and missing values) by ``tie_break`` ascending, else in their first-stage order:
+    ordering by the tie-break first, then stably by the column, gives exactly that."""
+    rows = chunk if tie_break is None else _ordered(chunk, tie_break, False)
+    return _ordered(rows, column_name, desc)
 
 
 def apply(op: Op, chunks: list[Chunk]) -> list[Chunk]:

@@ -105,12 +105,18 @@ def chain_flow(
     stats.search_seconds = time.perf_counter() - started
 
     bm25 = _searches_bm25(info, search_kwargs.get("anns_field"), data)
-    chunks = [[_row(hit, info, bm25) for hit in hits] for hits in found]
-    # The fields as Milvus returned them, by primary key, for the answer (a chain cannot change a field).
-    originals = [
-        {row[ID]: dict(hit.get("entity") or {}) for row, hit in zip(c, h, strict=True)}
-        for c, h in zip(chunks, found, strict=True)
-    ]
+    chunks: list[evaluate.Chunk] = []
+    answer_fields: list[dict[Any, dict[str, Any]]] = []  # per query, by primary key: the answer's entity
+    for hits in found:
+        rows, fields = [], {}
+        for hit in hits:
+            entity = hit.get("entity") or {}
+            row = _row(hit, entity, info, bm25)
+            rows.append(row)
+            # Taken now, as Milvus returned them: a chain cannot write a collection field.
+            fields[row[ID]] = _answer_fields(entity, info.pk_name, requested)
+        chunks.append(rows)
+        answer_fields.append(fields)
     for index, op in enumerate(chain.ops):
         spec = specs.get(index)
         if spec is None:
@@ -129,7 +135,7 @@ def chain_flow(
             fallback = [row.get(op.outputs[0], 0.0) for row in chunk]
             evaluate.set_column(chunk, op.outputs[0], fallback if scores is None else scores[q])
     ranked = [
-        round_distances([_hit(row, originals[q][row[ID]], info, requested) for row in chunk], round_decimal)
+        round_distances([ScoredHit(r[ID], float(r[SCORE]), answer_fields[q][r[ID]]) for r in chunk], round_decimal)
         for q, chunk in enumerate(chunks)
     ]
     if specs:  # a chain with no model (the differential tests run those) has no rerank to record
@@ -145,8 +151,8 @@ def _searches_bm25(info: CollectionInfo, anns_field: str | None, data: Any) -> b
     return texts and bool(info.bm25_fields)
 
 
-def _row(hit: Any, info: CollectionInfo, bm25: bool) -> evaluate.Row:
-    row: evaluate.Row = dict(hit.get("entity") or {})
+def _row(hit: Any, entity: Any, info: CollectionInfo, bm25: bool) -> evaluate.Row:
+    row: evaluate.Row = dict(entity)
     pk = hit[info.pk_name] if info.pk_name in hit else hit.get("id")
     row[ID] = pk
     row[info.pk_name] = pk
@@ -155,13 +161,10 @@ def _row(hit: Any, info: CollectionInfo, bm25: bool) -> evaluate.Row:
     return row
 
 
-def _hit(
-    row: evaluate.Row, original: dict[str, Any], info: CollectionInfo, requested: Sequence[str] | None
-) -> ScoredHit:
+def _answer_fields(entity: Any, pk_name: str, requested: Sequence[str] | None) -> dict[str, Any]:
+    """The fields the caller asked for (those the chain only read are left out); none when it asked for none."""
     if not requested:
-        entity: dict[str, Any] = {}
-    elif "*" in requested:
-        entity = {k: v for k, v in original.items() if k != info.pk_name}
-    else:
-        entity = {n: original[n] for n in requested if n in original and n not in (info.pk_name, ID, SCORE)}
-    return ScoredHit(row[ID], float(row[SCORE]), entity)
+        return {}
+    if "*" in requested:
+        return {k: v for k, v in entity.items() if k != pk_name}
+    return {n: entity[n] for n in requested if n in entity and n not in (pk_name, ID, SCORE)}

@@ -108,7 +108,10 @@ def _literal_kind(value: object) -> Kind:
         return Kind.NUMERIC
     if isinstance(value, str):
         return Kind.TEXT
-    _fail(f"unsupported function chain literal type: {type(value).__name__}")
+    # Lite names the type of the literal after freezing it (function/repr.py): an object is a mappingproxy there
+    # (an array a tuple, as here).
+    name = "mappingproxy" if isinstance(value, Mapping) else type(value).__name__
+    _fail(f"unsupported function chain literal type: {name}")
 
 
 def _map_expr(op: Op) -> Expr:
@@ -263,7 +266,8 @@ def validate(chain: Chain, info: CollectionInfo, nq: int) -> Validated:
             _fail(f"function chain input {name!r} is neither a previous output nor a collection field")
         kind = _FIELD_KINDS.get(field.dtype)
         if kind is None:
-            _fail(f"function chain input field {name!r} has unsupported type {field.dtype.name}")
+            # Lite's DataType values are the lower-case names (float_vector, json, ...)
+            _fail(f"function chain input field {name!r} has unsupported type {field.dtype.name.lower()}")
         symbols[name] = kind
         required.append(name)
         return kind
