@@ -21,6 +21,7 @@ from vllm_ranker._client_base import (
     unknown_to_both,
     with_boosts,
 )
+from vllm_ranker.core.chain.validate import check_search
 from vllm_ranker.core.driver import drive_async
 from vllm_ranker.core.flow import Flow, Rerank
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
@@ -99,6 +100,8 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
         partition_names: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
+        if kwargs.get("function_chains") is not None:  # else pymilvus would pass it on to each sub-search
+            check_search(1, False, False, hybrid=True)
         if not is_model_ranker(ranker):
             with unknown_to_both(ranker):
                 return await super().hybrid_search(

@@ -20,6 +20,7 @@ from vllm_ranker._client_base import (
     unknown_to_both,
     with_boosts,
 )
+from vllm_ranker.core.chain.validate import check_search
 from vllm_ranker.core.driver import drive
 from vllm_ranker.core.flow import Flow
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
@@ -118,6 +119,8 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
         partition_names: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
+        if kwargs.get("function_chains") is not None:  # else pymilvus would pass it on to each sub-search
+            check_search(1, False, False, hybrid=True)
         if not is_model_ranker(ranker):
             with unknown_to_both(ranker):
                 return super().hybrid_search(

@@ -253,3 +253,16 @@ def test_the_issue_chain_on_a_server_uri(remote: MilvusClient, server: RerankSer
     )
     rows = [[{"id": h["id"], **h["entity"]} for h in hits] for hits in found]
     _check(res, [_issue_expected(q, r) for q, r in zip(queries, rows, strict=True)], {"document"})
+
+
+def test_hybrid_search_with_a_chain_is_refused(client: Any, server: RerankServer) -> None:
+    reqs = [pymilvus.AnnSearchRequest([Q1], "dense_vector", {}, 5)]
+    with pytest.raises(RerankParamError, match=r"^function_chains is not supported for hybrid search yet: "):
+        client.hybrid_search(
+            "docs",
+            reqs,
+            ranker=rerank_function(server.endpoint, [Q1]),
+            limit=3,
+            function_chains=_issue_chain(server.endpoint, [Q1]),
+        )
+    assert rerank_requests(server) == []

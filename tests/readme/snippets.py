@@ -74,7 +74,7 @@ def run_quickstart(
     python: str | Path, ports: tuple[int, int], workdir: Path, env: Mapping[str, str] | None = None
 ) -> None:
     """The Quickstart's Python block as written (its ports and file moved), and the reranked hits it prints."""
-    (block,) = python_blocks("Quickstart")
+    block = python_blocks("Quickstart")[0]  # the first; the function-chain block continues it
     assert "127.0.0.1:8000" in block and "127.0.0.1:8001" in block and "./quickstart.db" in block
     code = (
         block.replace("127.0.0.1:8000", f"127.0.0.1:{ports[0]}")
