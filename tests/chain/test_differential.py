@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pymilvus
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymilvus.function_chain import FunctionChain, FunctionChainExpr, FunctionChainStage, col, fn
@@ -229,11 +228,6 @@ def test_chains_match_milvus_lite(chains: ChainCollection) -> None:
     assert compared >= MIN_CHAINS, compared
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/chain/flow.py's _hit drops the primary key from the entity; pymilvus keeps it when output_fields "
-    "names it, Lite's chain answer too (reported, issue 25)",
-)
 def test_primary_key_in_output_fields(chains: ChainCollection) -> None:
     chain = FunctionChain(FunctionChainStage.L2_RERANK).map("$score", fn.round_decimal(col("$score"), decimal=2))
     search = {"data": [L2_QUERIES[1]], "anns_field": DENSE_L2, "limit": 5, "output_fields": [PK, "i8"]}

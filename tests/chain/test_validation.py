@@ -441,10 +441,6 @@ def _unknown_stage_and_op_name_empty(proto: schema_pb2.FunctionChain) -> None:
     _op_name_empty(proto)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decode.py reads the stage before the ops; Lite's translator reads the ops first (reported, issue 25)",
-)
 def test_decoding_reads_ops_before_stage(chains: ChainCollection) -> None:
     proto = schema_pb2.FunctionChain(name="case")
     _unknown_stage_and_op_name_empty(proto)

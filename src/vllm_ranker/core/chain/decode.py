@@ -95,9 +95,6 @@ def _arg(arg: schema_pb2.FunctionChainExprArg, path: str) -> ColumnArg | Literal
 
 
 def decode(proto: schema_pb2.FunctionChain) -> Chain:
-    stage = proto.DESCRIPTOR.fields_by_name["stage"].enum_type.values_by_number.get(proto.stage)
-    if stage is None:
-        raise _fail(f"unknown function chain stage value: {proto.stage}")
     ops = []
     for index, op in enumerate(proto.ops):
         path = f"function chain op[{index}]"
@@ -114,4 +111,8 @@ def decode(proto: schema_pb2.FunctionChain) -> Chain:
                 if not name:
                     raise _fail(f"{path} {kind}[{i}] name must not be empty")
         ops.append(Op(op.op, expr, tuple(op.inputs), tuple(op.outputs), _params(op.params, f"{path}.params")))
+    # After the ops, as Milvus Lite decodes them: a chain wrong in both gets the same message.
+    stage = proto.DESCRIPTOR.fields_by_name["stage"].enum_type.values_by_number.get(proto.stage)
+    if stage is None:
+        raise _fail(f"unknown function chain stage value: {proto.stage}")
     return Chain(proto.name, stage.name, tuple(ops))

@@ -166,5 +166,6 @@ def _answer_fields(entity: Any, pk_name: str, requested: Sequence[str] | None) -
     if not requested:
         return {}
     if "*" in requested:
-        return {k: v for k, v in entity.items() if k != pk_name}
-    return {n: entity[n] for n in requested if n in entity and n not in (pk_name, ID, SCORE)}
+        return dict(entity)
+    # The primary key too when asked for by name: pymilvus puts it in the entity then, and so does Milvus Lite.
+    return {n: entity[n] for n in requested if n in entity and n not in (ID, SCORE)}
