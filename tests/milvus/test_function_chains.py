@@ -266,3 +266,24 @@ def test_hybrid_search_with_a_chain_is_refused(client: Any, server: RerankServer
             function_chains=_issue_chain(server.endpoint, [Q1]),
         )
     assert rerank_requests(server) == []
+
+
+def test_a_chain_credential_names_a_configured_entry(tmp_path: Any, server: RerankServer) -> None:
+    """Milvus reads a chain's ``credential`` as the name of a configured one; a key written in the chain is
+    refused without being echoed."""
+    client = MilvusClient(uri=str(tmp_path / "cred.db"), rerank_config={"credential": {"k1": {"apikey": "sk-abc"}}})
+    create_docs_collection(client, "docs", server.endpoint, CORPUS)
+
+    def chain(credential: str) -> FunctionChain:
+        model_expr = fn.rerank_model(
+            col("document"), queries=[Q1], provider="vllm", endpoint=server.endpoint, credential=credential
+        )
+        return FunctionChain(FunctionChainStage.L2_RERANK).map("$score", model_expr).limit(2)
+
+    kw: dict[str, Any] = dict(data=[Q1], anns_field="dense_vector", limit=4)
+    assert len(client.search("docs", **kw, function_chains=chain("k1"))[0]) == 2
+    assert rerank_requests(server)[-1].headers.get("authorization") == "Bearer sk-abc"
+    with pytest.raises(RerankParamError, match=r"^rerank_model credentials must be configured on the server") as err:
+        client.search("docs", **kw, function_chains=chain("sk-raw-secret"))
+    assert "sk-raw-secret" not in str(err.value)
+    client.close()

@@ -20,9 +20,10 @@ from vllm_ranker.core.schema import CollectionInfo
 from vllm_ranker.errors import RerankParamError
 
 L2_RERANK = "FunctionChainStageL2Rerank"
-# Keys a chain's rerank_model may not carry: Milvus Lite's two refusals, and our own name for a key.
+# Keys a chain's rerank_model may not carry: Milvus Lite's two refusals (a `credential` naming a configured entry is
+# allowed, as Milvus reads it: ProviderConfig.fill(chain=True) refuses any other).
 _URL_KEYS = frozenset({"base_url"})
-_CREDENTIAL_KEYS = frozenset({"api_key", "token", "secret", "credential"})
+_CREDENTIAL_KEYS = frozenset({"api_key", "token", "secret"})
 
 
 class Kind(Enum):
