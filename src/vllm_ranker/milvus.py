@@ -23,6 +23,7 @@ from vllm_ranker._client_base import (
 from vllm_ranker.core.chain.validate import check_search
 from vllm_ranker.core.driver import drive
 from vllm_ranker.core.flow import Flow
+from vllm_ranker.core.function_score import split_function_score
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.search_args import refuse_iterator_rerank
 from vllm_ranker.core.spec import is_model_ranker
@@ -105,7 +106,9 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
     def search_iterator(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
         # pymilvus's iterators call the connection's search, not this class's: a model ranker (or a function chain
         # calling rerank_model) would reach Milvus as it is. Milvus refuses the pair; so do we, before any search.
-        refuse_iterator_rerank(is_model_ranker(kwargs.get("ranker")), kwargs.get("function_chains"))
+        ranker = kwargs.get("ranker")
+        model = is_model_ranker(ranker) or split_function_score(ranker) is not None  # FunctionScore([boosts, model])
+        refuse_iterator_rerank(model, kwargs.get("function_chains"))
         return super().search_iterator(collection_name, *args, **kwargs)
 
     def hybrid_search(

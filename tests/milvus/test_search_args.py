@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pymilvus import FunctionChain, FunctionChainStage, LexicalHighlighter, MilvusException, SearchAggregation
+from pymilvus import (
+    Function,
+    FunctionChain,
+    FunctionChainStage,
+    FunctionScore,
+    FunctionType,
+    LexicalHighlighter,
+    MilvusException,
+    SearchAggregation,
+)
 from pymilvus.function_chain import col, fn
 
 from tests.conftest import rerank_function, rerank_requests
@@ -35,6 +44,19 @@ def test_search_iterator_with_a_rerank_model_chain_is_refused(milvus: MilvusClie
     )
     with pytest.raises(RerankParamError, match="function rerank is not supported with search iterator v2"):
         iterate(milvus, function_chains=chain)
+    assert rerank_requests(server) == []
+
+
+def test_search_iterator_with_boosts_and_a_model_is_refused(milvus: MilvusClient, server: RerankServer) -> None:
+    boost = Function(
+        name="boost",
+        input_field_names=[],
+        function_type=FunctionType.RERANK,
+        params={"reranker": "boost", "filter": "year > 2005", "weight": 2.0},
+    )
+    ranker = FunctionScore(functions=[boost, rerank_function(server.endpoint, [QUERY])])
+    with pytest.raises(RerankParamError, match="function rerank is not supported with search iterator v2"):
+        iterate(milvus, ranker=ranker)
     assert rerank_requests(server) == []
 
 
