@@ -54,7 +54,7 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
 
     def _http(self) -> AsyncTransport:
         if self._transport is None:
-            self._transport = AsyncTransport(self._rerank_client_limit)
+            self._transport = AsyncTransport(self._rerank_client_limit, policy=self._provider_config.policy)
         return self._transport
 
     async def search(

@@ -68,7 +68,7 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
         if self._transport is None:
             with _TRANSPORT_LOCK:
                 if self._transport is None:
-                    self._transport = SyncTransport(self._rerank_client_limit)
+                    self._transport = SyncTransport(self._rerank_client_limit, policy=self._provider_config.policy)
         return self._transport
 
     def search(

@@ -90,14 +90,16 @@ def _spec(
         info = CollectionInfo.from_describe((yield Describe(collection_name)))
         cache.put(collection_name, info)
     try:
-        return parse_ranker(ranker, info), info
+        spec = parse_ranker(ranker, info)
     except RerankParamError:
         if fresh:
             raise
-    # The cached schema may be stale (collection re-created elsewhere): describe again, once.
-    info = CollectionInfo.from_describe((yield Describe(collection_name)))
-    cache.put(collection_name, info)
-    return parse_ranker(ranker, info), info
+        # The cached schema may be stale (collection re-created elsewhere): describe again, once.
+        info = CollectionInfo.from_describe((yield Describe(collection_name)))
+        cache.put(collection_name, info)
+        spec = parse_ranker(ranker, info)
+    config.check_endpoints([t.url for t in spec.targets], spec.provider.name)  # before the first-stage search
+    return spec, info
 
 
 def _fetch_fields(output_fields: Sequence[str] | None, text_field: str) -> list[str]:

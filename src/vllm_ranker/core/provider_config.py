@@ -24,7 +24,7 @@ configured credential outranks, as in Milvus. docs/semantics.md "Provider config
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -32,11 +32,13 @@ from urllib.parse import urlsplit
 
 from pymilvus import Function
 
+from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
 from vllm_ranker.core.redaction import Secret
 from vllm_ranker.errors import RerankParamError
 from vllm_ranker.providers import PROVIDERS
 
 PROVIDERS_PATH = "function.rerank.model.providers"
+POLICY_SECTION = "vllm_ranker"
 KNOWN_KEYS = ("credential", "enable", "url")
 # Where the filled key goes: the first name core/spec.py ``_api_key`` reads (and the name Function masks).
 KEY_PARAM = "credential"
@@ -68,6 +70,18 @@ class ProviderConfig:
     ignored: tuple[str, ...] = ()  # key paths under a served provider that we do not read (a loader warns)
     # Read at each fill, not copied: a key set or removed later counts, as it does where core/spec.py reads it.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+    # Where documents may go (core/endpoint_policy.py): the file's `vllm_ranker.allowed_endpoints`, the gateway's
+    # --allow-endpoint, a client's endpoint_policy=; the configured providers' URLs are allowed with it.
+    policy: EndpointPolicy = ANY
+
+    def with_policy(self, policy: EndpointPolicy) -> ProviderConfig:
+        """This configuration with ``policy`` (the configured providers' URLs allowed too)."""
+        urls = [s.url for s in self.providers.values() if s.url]
+        return replace(self, policy=policy.with_urls(urls))
+
+    def check_endpoints(self, urls: Sequence[str], provider: str) -> None:
+        """Raises ``RerankParamError`` before any search when the policy does not allow one of ``urls``."""
+        self.policy.check(urls, provider)
 
     @classmethod
     def empty(cls) -> ProviderConfig:
@@ -100,7 +114,8 @@ class ProviderConfig:
             ignored += [f"{path}.{key}" for key in raw if str(key).lower() not in KNOWN_KEYS]
             values = {str(k).lower(): v for k, v in raw.items()}
             settings[name] = _provider(name, path, values, credentials)
-        return cls(MappingProxyType(settings), MappingProxyType(credentials), tuple(ignored), environ)
+        config = cls(MappingProxyType(settings), MappingProxyType(credentials), tuple(ignored), environ)
+        return config.with_policy(_policy(document.get(POLICY_SECTION)))
 
     def __bool__(self) -> bool:
         return bool(self.providers) or bool(self.credentials) or any(self.environ.get(v) for v in _KEY_VARS)
@@ -192,6 +207,27 @@ class ProviderConfig:
 
 
 EMPTY = ProviderConfig()
+
+
+def _policy(section: Any) -> EndpointPolicy:
+    """``vllm_ranker: {allowed_endpoints: [...], denied_addresses: [...]}`` (ours beside Milvus's sections); no
+    allowed_endpoints: ANY (the gateway then decides by its bind address whether that may stand)."""
+    if section is None:
+        return ANY
+    if not isinstance(section, Mapping):
+        raise ProviderConfigError(f"{POLICY_SECTION}: give a mapping with allowed_endpoints, denied_addresses")
+    allowed, denied = section.get("allowed_endpoints"), section.get("denied_addresses") or []
+    if allowed is None:
+        return ANY
+    for key, value in (("allowed_endpoints", allowed), ("denied_addresses", denied)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ProviderConfigError(f"{POLICY_SECTION}.{key}: give a list of URL prefixes or addresses")
+    try:
+        return EndpointPolicy.parse(allowed, denied, source=f"{POLICY_SECTION}.allowed_endpoints")
+    except ValueError as exc:
+        raise ProviderConfigError(str(exc)) from None
+
+
 _KEY_VARS = tuple(var for provider in PROVIDERS.values() for var in provider.key_env)
 
 

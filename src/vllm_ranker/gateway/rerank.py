@@ -183,7 +183,7 @@ class Reranker:
         # Made on first use, under the lock: every search shares one HTTP pool and one client-wide limit.
         with self._lock:
             if self._transport is None:
-                self._transport = SyncTransport(DEFAULT_CLIENT_LIMIT)
+                self._transport = SyncTransport(DEFAULT_CLIENT_LIMIT, policy=self.config.policy)
             return self._transport
 
     def close(self) -> None:

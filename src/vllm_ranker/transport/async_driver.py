@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 
+from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
 from vllm_ranker.core.ordering import Batch
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.transport._driving import _broken, _unlink, _Work
+from vllm_ranker.transport.address_guard import check_resolved_async, guard_async_client, proxied
 from vllm_ranker.transport.balancer import EndpointPool
 from vllm_ranker.transport.exchange import (
     DEFAULT_CLIENT_LIMIT,
@@ -37,7 +39,7 @@ class _AsyncShards:
     connections, heavy load spreads evenly, and no request waits in a full shard while another has room.
     One SSL context serves all shards (building one costs ~25 ms)."""
 
-    def __init__(self, limit: int, verify: bool) -> None:
+    def __init__(self, limit: int, verify: bool, policy: EndpointPolicy = ANY) -> None:
         context = httpx.create_ssl_context(verify=verify)
         sizes = [SHARD_CONNECTIONS] * (limit // SHARD_CONNECTIONS)
         if limit % SHARD_CONNECTIONS:
@@ -50,6 +52,8 @@ class _AsyncShards:
             )
             for size in sizes
         ]
+        for client in self.clients:  # with an endpoint policy, every address connected to is checked first
+            guard_async_client(client, policy)
         self.sizes = sizes
         self.busy = [0] * len(sizes)
 
@@ -81,8 +85,11 @@ class AsyncTransport:
     """Asyncio transport: pooled ``httpx.AsyncClient``s (sharded, see _AsyncShards); cancelling the caller cancels
     the requests."""
 
-    def __init__(self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True) -> None:
-        self._http = _AsyncShards(client_limit, verify)
+    def __init__(
+        self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True, policy: EndpointPolicy = ANY
+    ) -> None:
+        self._http = _AsyncShards(client_limit, verify, policy)
+        self._policy = policy
         self._http_unverified: _AsyncShards | None = None  # for params['tls_verify']=false, made on first use
         self._gate = asyncio.Semaphore(client_limit)
         self.client_limit = client_limit
@@ -125,7 +132,7 @@ class AsyncTransport:
         if verify:
             return self._http
         if self._http_unverified is None:
-            self._http_unverified = _AsyncShards(self.client_limit, verify=False)
+            self._http_unverified = _AsyncShards(self.client_limit, False, self._policy)
         return self._http_unverified
 
     async def _send(self, action: Send) -> Answer | Broken:
@@ -134,9 +141,12 @@ class AsyncTransport:
             shard = shards.pick()
             started = time.monotonic()
             try:
+                client = shards.clients[shard]
+                if not self._policy.any_endpoint and proxied(client, action.url):
+                    await check_resolved_async(self._policy, action.url)  # the proxy resolves the name
                 # httpx's timeout bounds each socket operation; this bounds the whole request (timeout_ms).
                 async with asyncio.timeout(action.timeout):
-                    response = await shards.clients[shard].post(
+                    response = await client.post(
                         action.url, content=action.body, headers=action.headers, timeout=action.timeout
                     )
                 _unlink(response)

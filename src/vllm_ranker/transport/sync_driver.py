@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 
+from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
 from vllm_ranker.core.ordering import Batch
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.transport._driving import _broken, _unlink, _Work
+from vllm_ranker.transport.address_guard import check_resolved, guard_client, proxied
 from vllm_ranker.transport.balancer import EndpointPool
 from vllm_ranker.transport.deadline_backend import current_cancel, deadline_scope, install_client
 from vllm_ranker.transport.exchange import (
@@ -35,7 +37,9 @@ class SyncTransport:
     """Blocking transport: one pooled ``httpx.Client`` and a shared worker pool; the calling thread works too,
     so a lone batch is sent with no thread hop at all."""
 
-    def __init__(self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True) -> None:
+    def __init__(
+        self, client_limit: int = DEFAULT_CLIENT_LIMIT, verify: bool = True, policy: EndpointPolicy = ANY
+    ) -> None:
         self._http = httpx.Client(
             limits=httpx.Limits(max_connections=client_limit, max_keepalive_connections=client_limit),
             verify=verify,
@@ -50,6 +54,10 @@ class SyncTransport:
         # operation itself is bounded by the call's deadline (deadline_backend.py).
         install_client(self._http)
         install_client(self._http_unverified)
+        # With an endpoint policy, every address connected to is checked first (address_guard.py).
+        guard_client(self._http, policy)
+        guard_client(self._http_unverified, policy)
+        self._policy = policy
         self._gate = threading.BoundedSemaphore(client_limit)
         self._pool = ThreadPoolExecutor(max_workers=client_limit, thread_name_prefix="vllm-ranker")
         self.client_limit = client_limit
@@ -109,10 +117,13 @@ class SyncTransport:
         limit = min(deadline, started + action.timeout)
         if not self._gate.acquire(timeout=max(0.0, limit - started)):
             return Broken("timeout", "client-wide request limit still full at the deadline", 0.0)
+        http = self._http if action.verify else self._http_unverified
         try:
+            if not self._policy.any_endpoint and proxied(http, action.url):
+                check_resolved(self._policy, action.url)  # the proxy resolves the name: checked here first
             with (
                 deadline_scope(limit, cancel),
-                (self._http if action.verify else self._http_unverified).stream(
+                http.stream(
                     "POST", action.url, content=action.body, headers=action.headers, timeout=action.timeout
                 ) as response,
             ):

@@ -63,7 +63,9 @@ def _model_spec(expr: Expr, info: CollectionInfo, config: ProviderConfig, deadli
     text_field = arg.name if isinstance(arg, ColumnArg) and arg.name in info.fields else ""
     if not text_field:  # a literal or a system column: any VARCHAR field passes spec's input check
         text_field = next((f.name for f in info.fields.values() if f.dtype.name == "VARCHAR"), "")
-    return parse_ranker(_model_function(dict(params), text_field, expr.params["queries"]), info)
+    spec = parse_ranker(_model_function(dict(params), text_field, expr.params["queries"]), info)
+    config.check_endpoints([t.url for t in spec.targets], spec.provider.name)  # before the first-stage search
+    return spec
 
 
 def _is_model(op: Op) -> bool:
