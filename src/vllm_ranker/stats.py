@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
+
+_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -21,7 +25,17 @@ class RerankStats:
     prompt_tokens: int = 0  # from vLLM's `usage`, when the service reports it
     fallback: bool = False  # True when on_failure="passthrough" returned first-stage order
     error: str | None = None  # why it fell back (redacted), when it did
+    # Who was asked, for audit lines (the gateway's): the provider's name and each endpoint's host:port only, never
+    # a path, a query or user info (a URL may carry credentials).
+    provider: str = ""
+    endpoints: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, provider: str, urls: Iterable[str]) -> RerankStats:
+        """A new record for a rerank by ``provider`` at ``urls`` (kept as host:port only)."""
+        hosts = tuple(dict.fromkeys(f"{u.hostname}:{u.port or _PORTS.get(u.scheme, '')}" for u in map(urlsplit, urls)))
+        return cls(provider=provider, endpoints=hosts)
 
     def add(self, **deltas: float) -> None:
         with self._lock:

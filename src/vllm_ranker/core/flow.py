@@ -292,7 +292,7 @@ def search_flow(
     offset, limit = 0, None  # Milvus's semantics: its offset already skipped hits by vector order
     if spec.rerank_window is not None:
         offset, limit = _window(spec.rerank_window, call)
-    stats = RerankStats()
+    stats = RerankStats.of(spec.provider.name, [t.url for t in spec.targets])
     started = time.perf_counter()
     (found,) = yield Searches([call])
     stats.search_seconds = time.perf_counter() - started
@@ -368,7 +368,7 @@ def hybrid_flow(
         if req.expr_params:
             call["filter_params"] = req.expr_params
         calls.append(call)
-    stats = RerankStats()
+    stats = RerankStats.of(spec.provider.name, [t.url for t in spec.targets])
     started = time.perf_counter()
     found = yield Searches(calls)
     stats.search_seconds = time.perf_counter() - started

@@ -101,7 +101,8 @@ def chain_flow(
     fetch = list(dict.fromkeys([*(requested or []), *validated.required_fields]))
     call = dict(search_kwargs, collection_name=collection_name, output_fields=fetch)
     call.pop("function_chains", None)
-    stats = RerankStats()
+    first = next(iter(specs.values()), None)  # the audit's provider and hosts: the first model's
+    stats = RerankStats() if first is None else RerankStats.of(first.provider.name, [t.url for t in first.targets])
     started = time.perf_counter()
     (found,) = yield Searches([call])
     stats.search_seconds = time.perf_counter() - started
