@@ -21,6 +21,7 @@ _WHERE = {
     "Function": "vllm_ranker.function",  # pymilvus's, with API keys masked in its repr
     "MilvusClient": "vllm_ranker.milvus",
     "AsyncMilvusClient": "vllm_ranker.async_milvus",
+    "EndpointPolicy": "vllm_ranker.core.endpoint_policy",  # the clients' endpoint_policy=
     "RerankError": "vllm_ranker.errors",
     "RerankParamError": "vllm_ranker.errors",
     "RerankServiceError": "vllm_ranker.errors",
@@ -32,6 +33,7 @@ __all__ = [
     "AnnSearchRequest",
     "AsyncMilvusClient",
     "DataType",
+    "EndpointPolicy",
     "Function",
     "FunctionType",
     "MilvusClient",
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from pymilvus import AnnSearchRequest, DataType, FunctionType
 
     from vllm_ranker.async_milvus import AsyncMilvusClient
+    from vllm_ranker.core.endpoint_policy import EndpointPolicy
     from vllm_ranker.errors import RerankError, RerankParamError, RerankServiceError, RerankTimeout
     from vllm_ranker.function import Function
     from vllm_ranker.milvus import MilvusClient

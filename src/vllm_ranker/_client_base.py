@@ -22,7 +22,7 @@ from vllm_ranker.core.schema import SCHEMA_CHANGES, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache
 from vllm_ranker.core.spec import foreign_provider, unknown_everywhere
 from vllm_ranker.errors import RerankParamError
-from vllm_ranker.provider_settings import ConfigSource, load_provider_config
+from vllm_ranker.provider_settings import ConfigSource, PolicySource, load_provider_config, with_endpoint_policy
 
 # pymilvus methods after which the ranker's cached view of a collection's schema may be wrong (core/schema.py has
 # the one list, shared with the gateway). Both clients override exactly these (a test checks it).
@@ -41,8 +41,17 @@ class RerankState:
     _rerank_client_limit: int
     _provider_config: ProviderConfig
 
-    def _init_rerank(self, client_limit: int, cache_size: int, rerank_config: ConfigSource = None) -> None:
-        self._provider_config = load_provider_config(rerank_config)  # first: a bad file fails before connecting
+    def _init_rerank(
+        self,
+        client_limit: int,
+        cache_size: int,
+        rerank_config: ConfigSource = None,
+        endpoint_policy: PolicySource = None,
+    ) -> None:
+        config = load_provider_config(rerank_config)  # first: a bad file fails before connecting
+        # Where documents may go (core/endpoint_policy.py): the flows refuse other endpoints before any search, the
+        # transport checks the addresses it connects to.
+        self._provider_config = with_endpoint_policy(config, endpoint_policy, "endpoint_policy=")
         self._schemas = SchemaCache()
         self._scores = ScoreCache(cache_size)  # used by Functions with params['cache'] true
         self._rerank_client_limit = client_limit

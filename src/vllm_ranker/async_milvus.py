@@ -26,7 +26,7 @@ from vllm_ranker.core.driver import drive_async
 from vllm_ranker.core.flow import Flow, Rerank
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.spec import is_model_ranker
-from vllm_ranker.provider_settings import ConfigSource
+from vllm_ranker.provider_settings import ConfigSource, PolicySource
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, AsyncTransport
 
 
@@ -46,9 +46,10 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
         rerank_client_limit: int = DEFAULT_CLIENT_LIMIT,
         rerank_cache_size: int = DEFAULT_CACHE_SIZE,
         rerank_config: ConfigSource = None,
+        endpoint_policy: PolicySource = None,
         **kwargs: Any,
     ) -> None:
-        self._init_rerank(rerank_client_limit, rerank_cache_size, rerank_config)
+        self._init_rerank(rerank_client_limit, rerank_cache_size, rerank_config, endpoint_policy)
         self._transport: AsyncTransport | None = None
         super().__init__(uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs)
 

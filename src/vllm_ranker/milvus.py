@@ -27,7 +27,7 @@ from vllm_ranker.core.function_score import split_function_score
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.search_args import refuse_iterator_rerank
 from vllm_ranker.core.spec import is_model_ranker
-from vllm_ranker.provider_settings import ConfigSource
+from vllm_ranker.provider_settings import ConfigSource, PolicySource
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 _TRANSPORT_LOCK = threading.Lock()
@@ -41,6 +41,9 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
     ``rerank_cache_size`` bounds the score cache (entries) used by Functions with ``params["cache"]`` true.
     ``rerank_config`` is the providers' server configuration (keys, URLs, enable), milvus.yaml's shape: a file's
     path, a mapping or a ``ProviderConfig``; None reads the file named by ``VLLM_RANKER_CONFIG`` if set.
+    ``endpoint_policy`` (opt-in) says where documents may go: an ``EndpointPolicy`` or its entries (URL prefixes,
+    addresses, networks), added to the file's ``vllm_ranker.allowed_endpoints``; another endpoint is refused before
+    any search, and a host name resolving to a link-local or metadata address is refused before connecting.
     """
 
     def __init__(
@@ -55,9 +58,10 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
         rerank_client_limit: int = DEFAULT_CLIENT_LIMIT,
         rerank_cache_size: int = DEFAULT_CACHE_SIZE,
         rerank_config: ConfigSource = None,
+        endpoint_policy: PolicySource = None,
         **kwargs: Any,
     ) -> None:
-        self._init_rerank(rerank_client_limit, rerank_cache_size, rerank_config)
+        self._init_rerank(rerank_client_limit, rerank_cache_size, rerank_config, endpoint_policy)
         self._transport: SyncTransport | None = None
         super().__init__(uri=uri, user=user, password=password, db_name=db_name, token=token, timeout=timeout, **kwargs)
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vllm_ranker.core.endpoint_policy import EndpointPolicy
 from vllm_ranker.core.provider_config import ProviderConfig, ProviderConfigError
 
 CONFIG_ENV = "VLLM_RANKER_CONFIG"
 log = logging.getLogger("vllm_ranker")
 
 ConfigSource = ProviderConfig | str | os.PathLike[str] | Mapping[str, Any] | None
+PolicySource = EndpointPolicy | Iterable[str] | None
 
 
 def load_provider_config(source: ConfigSource = None, environ: Mapping[str, str] | None = None) -> ProviderConfig:
@@ -75,3 +78,32 @@ def _checked(config: ProviderConfig, origin: str) -> ProviderConfig:
     if config.ignored:
         log.warning("%s: ignored (not read by vllm_ranker): %s", origin, ", ".join(config.ignored))
     return config
+
+
+def with_endpoint_policy(config: ProviderConfig, policy: PolicySource, source: str) -> ProviderConfig:
+    """``config`` with ``policy`` (a client's ``endpoint_policy=``: a policy, or its entries) added to the file's;
+    None leaves it as it is. A bad entry raises ``ProviderConfigError`` naming it."""
+    if policy is None:
+        return config
+    if not isinstance(policy, EndpointPolicy):
+        entries = [policy] if isinstance(policy, str) else list(policy)  # one URL given bare is one entry
+        try:
+            policy = EndpointPolicy.parse(entries, source=source)
+        except ValueError as exc:
+            raise ProviderConfigError(str(exc)) from None
+    return config.with_policy(combine_policies(config.policy, policy))
+
+
+def combine_policies(base: EndpointPolicy, added: EndpointPolicy) -> EndpointPolicy:
+    """Both allowlists and both denied lists at once (neither narrows the other); refusals name ``added``'s source,
+    the one given last (a flag, a constructor argument). ANY adds nothing; added to ANY, a policy replaces it."""
+    if added.any_endpoint:
+        return base
+    if base.any_endpoint:
+        return added
+    return replace(
+        added,
+        prefixes=base.prefixes + added.prefixes,
+        networks=base.networks + added.networks,
+        deny=base.deny + added.deny,
+    )

@@ -63,6 +63,7 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 NO_VENV = ["--vllm-venv", "{tmp}/no-venv"]
 UNREACHABLE = "http://127.0.0.1:1"
+ALLOWED = ["--allow-endpoint", "http://vllm:8000"]
 # name -> (arguments, exit code, a fragment of the error line); {held} is a port in use, {tmp} the working folder.
 CASES: dict[str, tuple[list[str], int, str]] = {
     "serve: port in use": (["serve", "--port", "{held}", "--rerank-model", "same", *NO_VENV], 1, "already in use"),
@@ -87,6 +88,38 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         ["gateway", "--port", "0", "--backend", UNREACHABLE, "--tls-cert", "{tmp}/c.pem", "--tls-key", "{tmp}/k.pem"],
         1,
         "cannot read the TLS files",
+    ),
+    # Beyond loopback (issue 26): a policy, TLS or --insecure, and no --token lent unasked.
+    "gateway: beyond loopback without an endpoint policy": (
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--host", "0.0.0.0", "--insecure"],
+        1,
+        "say where they may go with --allow-endpoint URL",
+    ),
+    "gateway: beyond loopback in clear text": (
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--host", "0.0.0.0", *ALLOWED],
+        1,
+        "give --tls-cert and --tls-key, or --insecure",
+    ),
+    "gateway: --token beyond loopback": (
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--host", "0.0.0.0", *ALLOWED, "--insecure"]
+        + ["--token", "root:Milvus"],
+        1,
+        "give --tls-cert/--tls-key and --token-for-anonymous-callers",
+    ),
+    "gateway: bad --allow-endpoint": (
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--allow-endpoint", "ftp://vllm"],
+        1,
+        "--allow-endpoint 'ftp://vllm': give an http or https URL prefix",
+    ),
+    "gateway: any endpoint and an allowlist": (
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--allow-any-endpoint", *ALLOWED],
+        1,
+        "--allow-any-endpoint contradicts the endpoint allowlist",
+    ),
+    "gateway: denied addresses alone": (
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--deny-address", "10.0.0.0/8"],
+        1,
+        "--deny-address narrows an allowlist",
     ),
     "ui: port in use": (["ui", "--port", "{held}"], 1, "cannot listen on 127.0.0.1:{held}"),
     "ui: port out of range": (["ui", "--port", "70000"], 1, "--port must be between 0"),

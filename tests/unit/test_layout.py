@@ -19,7 +19,7 @@ PACKAGE = Path(vllm_ranker.__file__).parent
 CORE_ROOMS = ("core", "transport", "providers")
 OUTER_ROOMS = ("cli", "tools", "local_vllm", "testing", "gateway", "ui")
 PUBLIC = {
-    "AnnSearchRequest", "AsyncMilvusClient", "DataType", "Function", "FunctionType", "MilvusClient",
+    "AnnSearchRequest", "AsyncMilvusClient", "DataType", "EndpointPolicy", "Function", "FunctionType", "MilvusClient",
     "RerankError", "RerankParamError", "RerankServiceError", "RerankStats", "RerankTimeout", "__version__",
 }  # fmt: skip
 

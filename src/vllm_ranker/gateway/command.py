@@ -9,12 +9,16 @@ examples:
   vllm-ranker gateway --backend http://milvus:19530 --port 19531
   VLLM_RANKER_BACKEND_TOKEN=root:Milvus vllm-ranker gateway --backend https://milvus.example:19530
   vllm-ranker gateway --config milvus.yaml                  # provider keys and URLs, as Milvus configures them
+  vllm-ranker gateway --host 0.0.0.0 --tls-cert gw.pem --tls-key gw.key --allow-endpoint http://vllm:8000
+
+Beyond loopback (docs/security.md, "The gateway's threat model"), the gateway starts only with an endpoint policy
+(--allow-endpoint, or vllm_ranker.allowed_endpoints in --config; or --allow-any-endpoint), with TLS (or --insecure),
+and with no --token unless --token-for-anonymous-callers and TLS say it is meant.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import signal
@@ -66,6 +70,44 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve TLS (with --tls-key)")
     parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    policy = parser.add_argument_group(
+        "exposure", "where documents may go and who may call (required beyond loopback: docs/security.md)"
+    )
+    policy.add_argument(
+        "--allow-endpoint",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="a rerank endpoint callers may name: a URL prefix (http://vllm:8000, https://api.cohere.com/v2) or an "
+        "address or network (10.0.0.0/8); repeatable, added to --config's vllm_ranker.allowed_endpoints and the "
+        "configured providers' URLs; any other endpoint is refused before the first-stage search",
+    )
+    policy.add_argument(
+        "--deny-address",
+        action="append",
+        default=[],
+        metavar="NET",
+        help="a network no allowed host name may resolve to (beside link-local and metadata addresses, always "
+        "refused unless allowed by address); repeatable, with an allowlist",
+    )
+    policy.add_argument(
+        "--allow-any-endpoint",
+        action="store_true",
+        help="UNSAFE beyond loopback: accept every endpoint a caller names (any URL this machine reaches receives "
+        "the documents of the caller's hits)",
+    )
+    policy.add_argument(
+        "--insecure",
+        action="store_true",
+        help="beyond loopback without --tls-cert: accept clear text (TLS ends in front of the gateway, or the "
+        "network is trusted)",
+    )
+    policy.add_argument(
+        "--token-for-anonymous-callers",
+        action="store_true",
+        help="beyond loopback: allow --token, which every caller that sends no token of its own then acts as "
+        "(needs --tls-cert)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="calls served at once")
     parser.add_argument(
         "--grace", type=float, default=DEFAULT_GRACE_S, help="seconds calls in flight get to finish on SIGTERM"
@@ -89,15 +131,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name or interface we cannot vouch for
-
-
 def configure_logging(level: str) -> None:
     """The gateway's log at ``level``; the HTTP clients' line per request (httpx logs each rerank call at INFO)
     only at debug, where it is wanted: at info a busy gateway would log every reranked search."""
@@ -113,18 +146,19 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     if not 0 <= args.port <= 65535:
         raise GatewayError(f"--port {args.port}: give a port from 0 to 65535")
-    if not is_loopback(args.host):
-        log.warning(
-            "listening on %s makes the gateway reachable from other machines: it checks no credentials itself "
-            "(the backend does, with each caller's token) and, without --tls-cert, carries tokens in clear text",
-            args.host,
-        )
     if args.metrics_port is not None and not metrics.available():
         raise GatewayError("--metrics-port needs prometheus_client: pip install 'vllm-ranker[metrics]'")
+    from vllm_ranker.core.endpoint_policy import EndpointPolicy
     from vllm_ranker.core.provider_config import ProviderConfigError
 
     from .server import Gateway  # grpc and pymilvus: not for --help
 
+    flags = None
+    if args.allow_endpoint or args.deny_address:
+        try:
+            flags = EndpointPolicy.parse(args.allow_endpoint, args.deny_address)
+        except ValueError as exc:  # names the entry to change
+            raise GatewayError(str(exc)) from None
     try:
         gateway = Gateway(
             args.backend,
@@ -137,10 +171,15 @@ def run(args: argparse.Namespace) -> int:
             grace=args.grace,
             splice=not args.no_splice,
             config=args.config,
+            endpoint_policy=flags,
+            allow_any_endpoint=args.allow_any_endpoint,
+            insecure=args.insecure,
+            token_for_anonymous_callers=args.token_for_anonymous_callers,
         )
     except ProviderConfigError as exc:  # a file or value to change, as its message says (the file, the key path)
         raise GatewayError(f"--config {exc}" if args.config else str(exc)) from None
     log.info("rerank providers: %s", gateway.config)  # names, URLs and where keys come from: never a key
+    log.info("rerank endpoint policy: %s", gateway.config.policy)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from .h2wire import ProtocolError
+from .local_call import peer_of
 from .proxy import GatewayHandler
 from .splice import Splice
 
@@ -80,6 +81,7 @@ class Front:
                 backend_reader, to_backend = await asyncio.wait_for(opening, self.connect_timeout)
                 assert self._loop is not None
                 splice = Splice(self.handler, self.pool, self._loop, writer, to_backend)
+                splice.peer = peer_of(writer.get_extra_info("peername"))
                 self._splices.add(splice)
             except (OSError, TimeoutError):  # the backend is down: the gRPC server answers with a status naming it
                 backend_reader, to_backend = await asyncio.open_connection("127.0.0.1", self.fallback_port)

@@ -1,8 +1,9 @@
 """A call the splicing front answers itself, seen by ``GatewayHandler`` as a gRPC server call.
 
-The handler needs four things of its ``grpc.ServicerContext``: the caller's metadata, the time left before its
-deadline, a callback for when the caller gives up, and ``abort``. ``LocalCall`` gives them from the request
-headers the front decoded, so the front and the gRPC server run one handler, not two.
+The handler needs five things of its ``grpc.ServicerContext``: the caller's metadata, the time left before its
+deadline, a callback for when the caller gives up, ``abort``, and the caller's address (``peer``, for the audit
+line). ``LocalCall`` gives them from the request headers the front decoded and the SDK connection's address, so the
+front and the gRPC server run one handler, not two.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Aborted(Exception):
 
 
 class LocalCall:
-    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, headers: list[tuple[bytes, bytes]], peer: str = "-") -> None:
+        self._peer = peer  # gRPC's form: "ipv4:10.0.0.7:51234", "ipv6:[::1]:51234"
         self.metadata: list[tuple[str, str | bytes]] = []
         self.deadline: float | None = None
         for name, value in headers:
@@ -61,6 +63,9 @@ class LocalCall:
 
     def invocation_metadata(self) -> list[tuple[str, str | bytes]]:
         return self.metadata
+
+    def peer(self) -> str:
+        return self._peer
 
     def time_remaining(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
@@ -85,6 +90,14 @@ class LocalCall:
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise Aborted(code, details)
+
+
+def peer_of(address: object) -> str:
+    """A socket's peer address (``getpeername``) as gRPC's ``context.peer()`` writes it."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
+    return "-"
 
 
 def serve(handler: GatewayHandler, method: str, payload: bytes, context: LocalCall) -> Result:

@@ -24,6 +24,7 @@ from vllm_ranker.core.spec import unknown_everywhere
 from vllm_ranker.transport import cancel_scope
 
 from . import metrics
+from .audit import Audit
 from .backend import Backend, deadline_of, forwarded_metadata
 from .rerank import HYBRID_SEARCH, SEARCH, SERVICE, Judged, Reranker, judge, with_deadline
 from .status import answer_with_status, status_of, unavailable
@@ -107,19 +108,25 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         splicing front's ``LocalCall``."""
         started = time.perf_counter()
         route, outcome = "passthrough", "ok"
+        audit: Audit | None = None  # the audit line of a search the gateway answers itself (audit.py)
         try:
-            metadata = forwarded_metadata(context.invocation_metadata(), self.backend.token_header)
+            caller = context.invocation_metadata()
+            metadata = forwarded_metadata(caller, self.backend.token_header)
             timeout = deadline_of(context.time_remaining())
             foreign = None
             if method in (SEARCH, HYBRID_SEARCH):
                 judged = self._judge(method, payload)
                 foreign = judged.foreign
-                if judged.refused is not None:  # pymilvus refused to build the Function: answer its message
-                    route, outcome = "rerank", "error"
-                    return _search_failed(status_of(judged.refused))
-                if judged.function is not None or judged.chains is not None:
+                if judged.refused is not None or judged.function is not None or judged.chains is not None:
                     route = "rerank"
-                    answer, outcome = self._rerank(method, judged, metadata, timeout, context)
+                    audit = Audit.of_call(method, judged.request, context, metadata, caller)
+                if judged.refused is not None:  # pymilvus refused to build the Function: answer its message
+                    outcome, status = "error", status_of(judged.refused)
+                    assert audit is not None
+                    audit.outcome = f"error:{status.code}"
+                    return _search_failed(status)
+                if audit is not None:
+                    answer, outcome = self._rerank(method, judged, metadata, timeout, context, audit)
                     return answer
             try:
                 answer = self.backend.call(method, payload, metadata, timeout)
@@ -132,6 +139,8 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
                 answer, outcome = self._foreign_answer(foreign, answer)
             return answer
         finally:
+            if audit is not None:
+                audit.emit()
             metrics.observe(method, route, outcome, time.perf_counter() - started)
 
     def _foreign_answer(self, provider: str, answer: bytes) -> tuple[bytes, str]:
@@ -165,9 +174,14 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         metadata: Metadata,
         timeout: float | None,
         context: grpc.ServicerContext,
+        audit: Audit,
     ) -> tuple[bytes, str]:
-        """The answer of a reranked search (a model ranker, or a function chain calling a model) and its outcome."""
+        """The answer of a reranked search (a model ranker, or a function chain calling a model) and its outcome;
+        ``audit`` learns what was asked and how it ended."""
         request = judged.request
+        if judged.function is not None:
+            params = judged.function.params or {}
+            audit.saw_function(params.get("provider"), params)
         db_name = request.db_name or _first(metadata, "dbname")
         # A caller that cancels or hangs up (with or without a deadline) ends the rerank's HTTP requests at once,
         # instead of leaving the service working for nobody until the rerank timeout.
@@ -176,24 +190,28 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         try:
             with cancel_scope(gone):
                 if judged.chains is not None:
-                    answer = self.reranker.answer_chain(request, judged.chains, metadata, timeout, db_name)
+                    answer = self.reranker.answer_chain(request, judged.chains, metadata, timeout, db_name, audit)
                 else:
                     assert judged.function is not None
                     function = with_deadline(judged.function, timeout)
-                    answer = self.reranker.answer(method, request, function, metadata, timeout, db_name)
+                    answer = self.reranker.answer(method, request, function, metadata, timeout, db_name, audit)
+            audit.outcome = "ok"
             return answer.SerializeToString(), "ok"
         except grpc.RpcError as exc:
             code = exc.code()
+            audit.outcome = f"error:{code.name}"
             if code != grpc.StatusCode.UNAVAILABLE:
                 context.abort(code, exc.details() or "")
             status = unavailable(self.backend.uri, exc.details() or "")
         except Exception as exc:  # every failure becomes a Status: the SDK raises it, the gateway stays up
             if isinstance(exc, RerankTimeout) and _caller_out_of_time(context):
                 # The rerank was cut at the caller's own deadline: the caller's gRPC status, as Milvus would end it.
+                audit.outcome = "error:DEADLINE_EXCEEDED"
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
             if not hasattr(exc, "code"):
                 log.exception("reranked %s failed", method.rpartition("/")[2])
             status = status_of(exc)
+        audit.outcome = f"error:{status.code}"
         return _search_failed(status), "error"
 
     def forget(self, method: str, payload: bytes, metadata: Metadata) -> None:

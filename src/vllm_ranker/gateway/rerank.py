@@ -12,7 +12,6 @@ the SDK encoded them, and the answer reuses the backend's encoding of every outp
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,12 @@ from vllm_ranker.core.search_args import ITERATOR_KEYS, is_iterator_search, refu
 from vllm_ranker.core.spec import foreign_provider, is_model_ranker  # the rules of what a ranker is
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
+from .audit import Audit
 from .backend import Backend
 from .function_score import keep_boosts, ranker_function
+from .kv import int_param as _int
+from .kv import kv as _kv
+from .kv import set_kv as _set_kv
 from .rows import flow_hits, reranked_answer
 
 SERVICE = "/milvus.proto.milvus.MilvusService/"
@@ -121,6 +124,7 @@ class _Steps:
     answers: list[schema_pb2.SearchResultData] = field(default_factory=list)
     session_ts: int = 0
     whole_rows: bool = False  # a function chain reads any field: the hits as pymilvus decodes them
+    audit: Audit | None = None  # the call's audit line: told what the rerank asks (audit.py)
 
     def describe(self, collection_name: str) -> dict[str, Any]:
         request = milvus_pb2.DescribeCollectionRequest(db_name=self.db_name, collection_name=collection_name)
@@ -155,6 +159,8 @@ class _Steps:
         return flow_hits(answer.results, pk_name, self.text_field, max(request.nq, answer.results.num_queries))
 
     def rerank(self, step: Rerank) -> list[list[float]]:
+        if self.audit is not None:
+            self.audit.saw_rerank(step.spec, step.stats)
         return self.transport.rerank(step.spec, step.batches, step.stats)
 
 
@@ -208,13 +214,16 @@ class Reranker:
         metadata: Metadata,
         timeout: float | None,
         db_name: str,
+        audit: Audit | None = None,
     ) -> milvus_pb2.SearchResults:
         """The answer of a Search with a function chain calling one of our rerank models (core/chain/)."""
         state = self._state(db_name, metadata)
         steps = _Steps(self.backend, metadata, timeout, db_name, "", [request], state.schemas, self._http())
-        steps.whole_rows = True
+        steps.whole_rows, steps.audit = True, audit
         flow, limit = _chain_flow(request, chains, state, self.config, timeout)
         result = drive(flow, steps.describe, steps.searches, steps.rerank)
+        if audit is not None:
+            audit.saw_stats(result.extra["rerank"])
         fetched = list(steps.answers[0].output_fields) if steps.answers else []
         data = reranked_answer(result, steps.answers, "", limit, list(request.output_fields), fetched)
         return milvus_pb2.SearchResults(
@@ -225,18 +234,28 @@ class Reranker:
         )
 
     def answer(
-        self, method: str, request: Any, function: Function, metadata: Metadata, timeout: float | None, db_name: str
+        self,
+        method: str,
+        request: Any,
+        function: Function,
+        metadata: Metadata,
+        timeout: float | None,
+        db_name: str,
+        audit: Audit | None = None,
     ) -> milvus_pb2.SearchResults:
         """The reranked answer of a Search (``request`` a SearchRequest) or HybridSearch (a HybridSearchRequest)."""
         state = self._state(db_name, metadata)
         text_field = function.input_field_names[0] if function.input_field_names else ""
         requests = [request] if method == SEARCH else sub_requests(request)
         steps = _Steps(self.backend, metadata, timeout, db_name, text_field, requests, state.schemas, self._http())
+        steps.audit = audit
         if method == SEARCH:
             flow, limit = _search_flow(request, function, state, self.config)
         else:
             flow, limit = _hybrid_flow(request, requests, function, state, self.config)
         result = drive(flow, steps.describe, steps.searches, steps.rerank)
+        if audit is not None:
+            audit.saw_stats(result.extra["rerank"])
         data = reranked_answer(result, steps.answers, text_field, limit, list(request.output_fields))
         return milvus_pb2.SearchResults(
             status=common_pb2.Status(),
@@ -362,26 +381,3 @@ def _queries_data(placeholder_group: bytes, nq: int, ids: schema_pb2.IDs) -> lis
     if not nq and kind:
         nq = len(getattr(ids, kind).data)
     return [b""] * max(nq, 1)
-
-
-def _set_kv(pairs: Any, **values: Any) -> None:
-    for key, value in values.items():
-        for pair in pairs:
-            if pair.key == key:
-                pair.value = str(value)
-                break
-        else:
-            pairs.append(common_pb2.KeyValuePair(key=key, value=str(value)))
-
-
-def _kv(pairs: Any) -> dict[str, str]:
-    return {pair.key: pair.value for pair in pairs}
-
-
-def _int(raw: str | None, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(json.loads(raw))
-    except (ValueError, TypeError):
-        return default

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import grpc
 
+from vllm_ranker.core.endpoint_policy import EndpointPolicy
 from vllm_ranker.provider_settings import ConfigSource, load_provider_config
 
 from .backend import MESSAGE_OPTIONS, Backend, LiteServer, grpc_target, is_lite_file
+from .exposure import Exposure, combined_policy, startup_problem, startup_warnings
 from .front import Front
 from .proxy import GatewayHandler
 from .rerank import Reranker
@@ -33,7 +35,11 @@ SERVER_KEEPALIVE = [
 
 
 class Gateway:
-    """``with Gateway("./milvus.db", port=0) as gw: ...`` serves on ``gw.uri`` until the block ends."""
+    """``with Gateway("./milvus.db", port=0) as gw: ...`` serves on ``gw.uri`` until the block ends.
+
+    Beyond loopback the rules of exposure.py hold (an endpoint policy, TLS, no --token lent unasked): the keyword
+    arguments ``endpoint_policy`` (added to the config file's), ``allow_any_endpoint``, ``insecure`` and
+    ``token_for_anonymous_callers`` are the command line's flags of those names."""
 
     def __init__(
         self,
@@ -48,13 +54,31 @@ class Gateway:
         grace: float = DEFAULT_GRACE_S,
         splice: bool = True,
         config: ConfigSource = None,
+        endpoint_policy: EndpointPolicy | None = None,
+        allow_any_endpoint: bool = False,
+        insecure: bool = False,
+        token_for_anonymous_callers: bool = False,
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise GatewayError("give both --tls-cert and --tls-key (PEM files), or neither")
         if workers < 1:
             raise GatewayError(f"--workers {workers}: give at least 1")
         # The providers' keys, URLs and enable (--config, milvus.yaml's shape): read now, so a bad file fails first.
-        self.config = load_provider_config(config)
+        loaded = load_provider_config(config)
+        try:
+            policy = combined_policy(loaded.policy, endpoint_policy)
+        except ValueError as exc:
+            raise GatewayError(str(exc)) from None
+        exposure = Exposure(
+            host, bool(tls_cert), bool(token), allow_any_endpoint, insecure, token_for_anonymous_callers
+        )
+        problem = startup_problem(exposure, policy)
+        if problem is not None:
+            raise GatewayError(problem)
+        for warning in startup_warnings(exposure):
+            log.warning("%s", warning)
+        # Where documents may go, checked by the flows before any search and by the transport at each connect.
+        self.config = loaded.with_policy(policy)
         self.backend_uri = backend
         self.host = host
         self.port = port

@@ -37,6 +37,8 @@ _RECENTLY_ANSWERED = 1024
 
 
 class Splice(BackendSide):
+    peer = "-"  # the SDK connection's address, as gRPC writes it (the front sets it): for the audit line
+
     def __init__(
         self,
         handler: GatewayHandler,
@@ -234,7 +236,7 @@ class Splice(BackendSide):
         self.books.debt += s.flow
         s.state, s.frames = State.LOCAL, []
         s.backend_open = not s.withheld  # withheld headers stay until the request ends (see _request_ended)
-        s.context = LocalCall(s.headers)
+        s.context = LocalCall(s.headers, self.peer)
         s.window = self.books.client_initial + s.credits
 
     def _request_ended(self, s: Stream, payload: bytes | None = None) -> None:
