@@ -64,6 +64,7 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 NO_VENV = ["--vllm-venv", "{tmp}/no-venv"]
 UNREACHABLE = "http://127.0.0.1:1"
 ALLOWED = ["--allow-endpoint", "http://vllm:8000"]
+TOKEN = ["--token", "root:Milvus"]
 # name -> (arguments, exit code, a fragment of the error line); {held} is a port in use, {tmp} the working folder.
 CASES: dict[str, tuple[list[str], int, str]] = {
     "serve: port in use": (["serve", "--port", "{held}", "--rerank-model", "same", *NO_VENV], 1, "already in use"),
@@ -101,8 +102,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         "give --tls-cert and --tls-key, or --insecure",
     ),
     "gateway: --token beyond loopback": (
-        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--host", "0.0.0.0", *ALLOWED, "--insecure"]
-        + ["--token", "root:Milvus"],
+        ["gateway", "--port", "0", "--backend", UNREACHABLE, "--host", "0.0.0.0", *ALLOWED, "--insecure", *TOKEN],
         1,
         "give --tls-cert/--tls-key and --token-for-anonymous-callers",
     ),

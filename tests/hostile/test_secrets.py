@@ -4,7 +4,8 @@ Extends tests/providers/test_no_key_leaks.py (every provider, messages and chain
 clients can see around a search, on both clients: every log record of every logger at DEBUG (httpx's
 "HTTP Request: POST <url>" line and httpcore's traces included), the repr and str of the Function, the spec,
 its targets, the client and the result, the stats record ``result.extra['rerank']`` (also when a failure was
-passed through), and each error's message, args, attributes, chain and formatted traceback. The service echoes the
+passed through), and each error's message, args, attributes, chain and formatted traceback; and the gateway's logs,
+its audit line included, where the caller's own Milvus token is ``user:password`` too. The service echoes the
 Authorization header it received, so a leak of any form of the secret would be caught; the test also checks
 that the secrets did reach the service, so it can fail.
 """
@@ -17,14 +18,17 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pymilvus
 import pytest
 
-from tests.conftest import rerank_requests
+from tests.conftest import CORPUS, create_docs_collection, rerank_requests
 from tests.hostile.helpers import refused_port
 from tests.providers.test_no_key_leaks import everything_about
 from vllm_ranker import Function, FunctionType, MilvusClient, RerankError, RerankParamError
 from vllm_ranker.core.schema import CollectionInfo
 from vllm_ranker.core.spec import parse_ranker
+from vllm_ranker.gateway import Gateway
+from vllm_ranker.gateway.audit import AUDIT_LOGGER
 from vllm_ranker.testing import Recorded, Reply, RerankServer, hashed_embedding
 
 KEY = f"sk-hostile-{secrets.token_hex(12)}"
@@ -230,3 +234,44 @@ def test_errors_are_milvus_exceptions_even_for_header_unsafe_keys(milvus: Milvus
         assert KEY not in "".join(everything_about(caught.value))
         with pytest.raises(RerankParamError, match="VLLM_API_KEY"):
             parse_ranker(ranker("http://h:1"), info, env={"VLLM_API_KEY": bad})
+
+
+def test_the_gateways_logs_and_audit_lines_show_no_secret(
+    milvus_server: str, server: RerankServer, all_logs: pytest.LogCaptureFixture
+) -> None:
+    # The caller's Milvus token is USER:PASSWORD (its base64 is BASIC), the rerank key KEY, the endpoint's user-info
+    # USER:PASSWORD; the service echoes what it got. The audit line may name USER, nothing more.
+    seen = Seen()
+    outcomes = []
+    with Gateway(milvus_server, port=0, grace=1.0) as gateway:
+        caller = pymilvus.MilvusClient(uri=gateway.uri, token=f"{USER}:{PASSWORD}")
+        try:
+            create_docs_collection(caller, "audit_docs", server.endpoint, CORPUS)
+            caller.load_collection("audit_docs")
+            for function, fault in (
+                (ranker(server.endpoint, credential=KEY), None),
+                (ranker(with_userinfo(server.endpoint)), None),
+                (ranker(server.endpoint, credential=KEY, max_retries=1), echo(401, also=KEY)),
+                (ranker(with_userinfo(server.endpoint), max_retries=1), echo(500, also=PASSWORD)),
+            ):
+                server.fault = fault
+                try:
+                    caller.search(
+                        "audit_docs", data=[hashed_embedding(QUERY, 16)], anns_field="dense_vector", limit=4,
+                        output_fields=["document"], ranker=function,
+                    )  # fmt: skip
+                    outcomes.append("ok")
+                except pymilvus.MilvusException as exc:
+                    seen.error(exc)
+                    outcomes.append("error")
+        finally:
+            server.fault = None
+            caller.drop_collection("audit_docs")
+            caller.close()
+    seen.logs(all_logs)
+    assert outcomes == ["ok", "ok", "error", "error"]
+    audit = [r.getMessage() for r in all_logs.records if r.name == AUDIT_LOGGER]
+    assert len(audit) == 4 and all(f" user={USER} auth=caller " in line for line in audit), audit
+    assert [line.split(" outcome=")[1].split(" ")[0] for line in audit][:2] == ["ok", "ok"]
+    assert sum(r.headers.get("authorization") == f"Bearer {KEY}" for r in rerank_requests(server)) >= 2  # it went
+    assert seen.leaks() == []

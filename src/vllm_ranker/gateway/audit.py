@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from vllm_ranker.core.chain.decode import MODEL_EXPR
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.stats import RerankStats
 
@@ -130,6 +131,16 @@ class Audit:
         params = params if isinstance(params, dict) else {}
         raw = params.get("endpoints") or params.get("endpoint")
         self.endpoints = tuple(dict.fromkeys(host_port(u) for u in _endpoint_urls(raw)))
+
+    def saw_chains(self, chains: Iterable[Any]) -> None:
+        """A function chain's first ``rerank_model`` (its provider and endpoint), before any rerank."""
+        for chain in chains:
+            for op in chain.ops:
+                if op.HasField("expr") and op.expr.name == MODEL_EXPR:
+                    params = op.expr.params
+                    written = {k: v.string_value for k, v in params.items() if v.WhichOneof("value") == "string_value"}
+                    self.saw_function(written.get("provider"), written)
+                    return
 
     def saw_rerank(self, spec: RerankSpec, stats: RerankStats) -> None:
         """The rerank as the flow planned it: the provider and endpoints it asks (defaults and config filled)."""

@@ -182,6 +182,8 @@ class GatewayHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
         if judged.function is not None:
             params = judged.function.params or {}
             audit.saw_function(params.get("provider"), params)
+        elif judged.chains is not None:
+            audit.saw_chains(judged.chains)
         db_name = request.db_name or _first(metadata, "dbname")
         # A caller that cancels or hangs up (with or without a deadline) ends the rerank's HTTP requests at once,
         # instead of leaving the service working for nobody until the rerank timeout.

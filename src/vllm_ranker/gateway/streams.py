@@ -4,6 +4,7 @@ header-block assembler of each direction."""
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -19,6 +20,10 @@ from .local_call import LocalCall
 MAX_BLOCK = 1 << 20
 
 Headers = list[tuple[bytes, bytes]]
+
+# hpack logs every header it encodes or decodes at DEBUG, values included: the callers' `authorization` tokens would
+# be in a gateway's log at --log-level debug (found by tests/hostile/test_secrets.py). Its INFO and above still show.
+logging.getLogger("hpack").setLevel(logging.INFO)
 
 
 class State(enum.Enum):
