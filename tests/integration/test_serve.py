@@ -182,14 +182,14 @@ def test_vllm_errors_are_openai_shaped(minilm_server: ManagedVLLM) -> None:
 @pytest.mark.vllm
 def test_ensure_server_reuses_a_healthy_server(minilm_server: ManagedVLLM) -> None:
     install = require_vllm()
-    reused = ensure_server(port=minilm_server.port, venv=install.venv)
+    reused = ensure_server(ManagedVLLM(port=minilm_server.port, venv=install.venv))
     assert reused.endpoint == minilm_server.endpoint
     assert not reused.owned and reused.model_name == MINILM_NAME
     reused.stop()  # not ours: must leave it running
     assert is_healthy(minilm_server.endpoint)
 
     with pytest.raises(VLLMStartError, match=r"serves .*not 'another-model'"):
-        ensure_server(port=minilm_server.port, venv=install.venv, served_model_name="another-model")
+        ensure_server(ManagedVLLM(port=minilm_server.port, venv=install.venv, served_model_name="another-model"))
 
 
 @pytest.mark.vllm

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from vllm_ranker import MilvusClient
+    from vllm_ranker.local_vllm import VLLMLaunch
     from vllm_ranker.tools.pipelines import RerankConfig
 
 
@@ -168,57 +169,104 @@ class Endpoints:
 
 
 @contextlib.contextmanager
-def vllm_endpoint(console: Console, args: argparse.Namespace, *, rerank: bool = True) -> Iterator[Endpoints]:
-    """--endpoint as given (and --rerank-endpoint, else --endpoint, for rerank), else the local embedder on --port
-    and, with ``rerank``, the local reranker on --rerank-port (port + 1): reused when healthy, else started (see
-    vllm_ranker.local_vllm.pair) and later stopped."""
-    explicit = getattr(args, "rerank_endpoint", None)
+def embeddings_endpoint(console: Console, args: argparse.Namespace) -> Iterator[Endpoints]:
+    """Where embeddings are asked (ingest; eval and bench without ``+rerank``): --endpoint as given, else the local
+    embedder on --port, reused when healthy, else started here and later stopped. No reranker is started."""
     if args.endpoint:
-        embeddings = str(args.endpoint).rstrip("/")
-        yield _with_kind(args, Endpoints(embeddings, str((explicit or [embeddings])[0]).rstrip("/")), rerank)
+        yield _given_endpoints(args)
         return
-    from vllm_ranker.local_vllm import ensure_pair, ensure_server
+    with _local_embedder(console, args) as (found, reused):
+        console.print(f"vLLM at [bold]{found.embeddings}[/bold] (embeddings){reused}")
+        yield found
 
+
+@contextlib.contextmanager
+def rerank_endpoints(console: Console, args: argparse.Namespace) -> Iterator[Endpoints]:
+    """Where embeddings and reranking are asked, with the rerank model's name and kind: --endpoint and
+    --rerank-endpoint (else --endpoint) as given; else the local embedder on --port and the local reranker on
+    --rerank-port (port + 1), reused when healthy, else started (see vllm_ranker.local_vllm.pair) and later
+    stopped; with --rerank-endpoint but no --endpoint, only the embedder is local."""
+    if args.endpoint:
+        yield _with_kind(args, _given_endpoints(args))
+        return
+    if getattr(args, "rerank_endpoint", None):
+        with _local_embedder(console, args) as (found, reused):
+            _announce(console, found, reused)
+            yield _with_kind(args, found)
+        return
+    from vllm_ranker.local_vllm import ensure_pair
+
+    with _starting_vllm(console) as progress:
+        pair, embed_reused, rerank_reused = ensure_pair(
+            _launch(args).server(args.model, port=args.port),
+            getattr(args, "rerank_model", None),
+            rerank_port=args.rerank_port,
+            progress=progress,
+        )
+        if pair.plan.note:
+            console.print(f"[yellow]note:[/] {pair.plan.note}", highlight=False)
+    found = Endpoints(pair.embedder.endpoint, pair.rerank_endpoint, local=True)
+    _announce(console, found, " (already running)" if embed_reused and rerank_reused else "")
+    with _stopped_unless_kept(args, pair.stop):
+        yield _with_kind(args, found)
+
+
+def _given_endpoints(args: argparse.Namespace) -> Endpoints:
+    embeddings = str(args.endpoint).rstrip("/")
+    return Endpoints(embeddings, _rerank_url(args, embeddings))
+
+
+def _rerank_url(args: argparse.Namespace, embeddings: str) -> str:
+    """--rerank-endpoint's first URL, else the embedder's (the tools' RerankConfig takes every URL given)."""
+    return str((getattr(args, "rerank_endpoint", None) or [embeddings])[0]).rstrip("/")
+
+
+def _launch(args: argparse.Namespace) -> VLLMLaunch:
+    from vllm_ranker.local_vllm import VLLMLaunch
+
+    # --keep-server: the servers started here outlive the command (`vllm-ranker serve --stop` stops them).
+    return VLLMLaunch(args.vllm_venv, detach=args.keep_server)
+
+
+@contextlib.contextmanager
+def _local_embedder(console: Console, args: argparse.Namespace) -> Iterator[tuple[Endpoints, str]]:
+    """The local embedder on --port (reused or started, stopped after unless kept) and " (already running)" when
+    it was reused."""
+    from vllm_ranker.local_vllm import ensure_server
+
+    with _starting_vllm(console) as progress:
+        server = ensure_server(_launch(args).server(args.model, port=args.port), progress=progress)
+    found = Endpoints(server.endpoint, _rerank_url(args, server.endpoint))
+    with _stopped_unless_kept(args, server.stop):
+        yield found, "" if server.owned else " (already running)"
+
+
+@contextlib.contextmanager
+def _starting_vllm(console: Console) -> Iterator[Callable[[float], None]]:
     with console.status("Starting vLLM (the first start compiles kernels: 1-2 minutes on a CPU) ...") as status:
 
         def progress(elapsed: float) -> None:
             status.update(f"Waiting for vLLM to be healthy ... {elapsed:.0f} s")
 
-        if not rerank or explicit:
-            server = ensure_server(
-                args.model, port=args.port, venv=args.vllm_venv, progress=progress, detach=args.keep_server
-            )
-            stop: Callable[[], None] = server.stop
-            found = Endpoints(server.endpoint, str((explicit or [server.endpoint])[0]).rstrip("/"))
-            reused = "" if server.owned else " (already running)"
-        else:
-            wanted = getattr(args, "rerank_model", None)
-            pair, embed_reused, rerank_reused = ensure_pair(
-                args.model,
-                wanted,
-                port=args.port,
-                rerank_port=args.rerank_port,
-                venv=args.vllm_venv,
-                progress=progress,
-                detach=args.keep_server,
-            )
-            stop = pair.stop
-            found = Endpoints(pair.embedder.endpoint, pair.rerank_endpoint, local=True)
-            reused = " (already running)" if embed_reused and rerank_reused else ""
-            if pair.plan.note:
-                console.print(f"[yellow]note:[/] {pair.plan.note}", highlight=False)
-    rerank_at = f", {found.rerank} (rerank)" if rerank else ""
-    console.print(f"vLLM at [bold]{found.embeddings}[/bold] (embeddings){rerank_at}{reused}")
+        yield progress
+
+
+@contextlib.contextmanager
+def _stopped_unless_kept(args: argparse.Namespace, stop: Callable[[], None]) -> Iterator[None]:
     try:
-        yield _with_kind(args, found, rerank)
+        yield
     finally:
         if not args.keep_server:
             stop()
 
 
-def _with_kind(args: argparse.Namespace, found: Endpoints, rerank: bool) -> Endpoints:
+def _announce(console: Console, found: Endpoints, reused: str) -> None:
+    console.print(f"vLLM at [bold]{found.embeddings}[/bold] (embeddings), {found.rerank} (rerank){reused}")
+
+
+def _with_kind(args: argparse.Namespace, found: Endpoints) -> Endpoints:
     """The rerank model's name and kind, from the server's /v1/models and the model's config (vLLM only)."""
-    if not rerank or getattr(args, "rerank_provider", "vllm") != "vllm":
+    if getattr(args, "rerank_provider", "vllm") != "vllm":
         return found
     from vllm_ranker.local_vllm import served_model_kind
 

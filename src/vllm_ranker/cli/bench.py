@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         opts.require_collection(probe, name, args.uri)
     finally:
         probe.close()
-    with opts.vllm_endpoint(console, args, rerank=pipeline.rerank) as endpoint:
+    endpoints = opts.rerank_endpoints if pipeline.rerank else opts.embeddings_endpoint
+    with endpoints(console, args) as endpoint:
         if pipeline.rerank:
             console.print(
                 f"reranker: {endpoint.rerank_model or 'the server model'} at {endpoint.rerank}: "

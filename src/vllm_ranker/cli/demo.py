@@ -63,21 +63,19 @@ def run(args: argparse.Namespace) -> int:
     endpoint = args.endpoint
     rerank_endpoint = args.rerank_endpoint or args.endpoint
     if endpoint is None:
-        from vllm_ranker.local_vllm import ensure_pair
+        from vllm_ranker.local_vllm import VLLMLaunch, ensure_pair
 
         with console.status("Starting vLLM (the first start compiles kernels: 1-2 minutes on a CPU) ...") as status:
 
             def progress(elapsed: float) -> None:
                 status.update(f"Waiting for vLLM to be healthy ... {elapsed:.0f} s")
 
+            launch = VLLMLaunch(args.vllm_venv, detach=args.keep_server)
             pair = ensure_pair(
-                args.model,
+                launch.server(args.model, port=args.port),
                 args.rerank_model,
-                port=args.port,
                 rerank_port=args.rerank_port,
-                venv=args.vllm_venv,
                 progress=progress,
-                detach=args.keep_server,
             )[0]
         if pair.plan.note:
             console.print(f"note: {pair.plan.note}", highlight=False, markup=False)

@@ -31,12 +31,13 @@ from vllm_ranker.cli._options import (
     add_vllm_options,
     collection_name,
     connect,
+    embeddings_endpoint,
     positive_int,
     progress_bar,
     require_collection,
     rerank_config,
+    rerank_endpoints,
     truncation,
-    vllm_endpoint,
 )
 from vllm_ranker.tools.comparison import format_p, kind_note
 from vllm_ranker.tools.corpus_files import read_qrels, read_queries
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         probe.close()
     reranks = any(p.rerank for p in pipelines)
     reports: list[EvalReport] = []
-    with vllm_endpoint(console, args, rerank=reranks) as endpoints:
+    with (rerank_endpoints if reranks else embeddings_endpoint)(console, args) as endpoints:
         if reranks:
             model = endpoints.rerank_model or "the server's model"
             console.print(f"reranker: {model} at {endpoints.rerank}: {kind_note(endpoints.rerank_kind)}")

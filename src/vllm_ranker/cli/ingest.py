@@ -23,10 +23,10 @@ from vllm_ranker.cli._options import (
     add_vllm_options,
     collection_name,
     connect,
+    embeddings_endpoint,
     positive_int,
     progress_bar,
     truncation,
-    vllm_endpoint,
 )
 from vllm_ranker.tools.corpus_files import Columns, corpus_path, read_corpus
 from vllm_ranker.tools.ingest import DENSE_INDEXES, IngestReport, ingest
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     client = connect(args)
     try:
         with (
-            vllm_endpoint(console, args, rerank=False) as endpoint,
+            embeddings_endpoint(console, args) as endpoint,
             Embedder(endpoint.embeddings, args.model, truncation(args)) as embedder,
             progress_bar(console) as bar,
         ):

@@ -39,6 +39,7 @@ from vllm_ranker.local_vllm import (
     ENV_VLLM_VENV,
     ManagedVLLM,
     ServedPair,
+    VLLMLaunch,
     VLLMStartError,
     is_healthy,
     is_loopback,
@@ -151,29 +152,13 @@ def run(args: argparse.Namespace) -> int:
                 f"vllm-ranker serve --stop --port {taken}, or choose another --port / --rerank-port"
             )
 
-    embedder = ManagedVLLM(
-        args.embed_model,
-        host=args.host,
-        port=port,
-        venv=args.vllm_venv,
-        served_model_name=args.served_model_name,
-        max_model_len=args.max_model_len,
-        extra_args=args.vllm_args,
-        detach=args.detach,
-    )
+    launch = VLLMLaunch(args.vllm_venv, args.host, args.max_model_len, tuple(args.vllm_args), args.detach)
+    embedder = launch.server(args.embed_model, port=port, served_model_name=args.served_model_name)
     # Decided before anything starts: a vLLM start that fails on a model it cannot download costs a minute.
     plan = plan_reranker(args.rerank_model, model_kind(args.embed_model) if args.embed_model else "bi-encoder")
     if plan.note:
         err.print(f"note: {plan.note}", highlight=False, markup=False)
-    pair = ServedPair(
-        embedder,
-        plan,
-        rerank_port=rerank_port,
-        venv=args.vllm_venv,
-        max_model_len=args.max_model_len,
-        extra_args=tuple(args.vllm_args),
-        detach=args.detach,
-    )
+    pair = ServedPair(embedder, plan, rerank_port=rerank_port)
     # Stop signals are handled from before the launch, so none can land in a window
     # where vLLM runs but nobody is there to stop it.
     with _stop_signals_as_interrupt():

@@ -1,12 +1,13 @@
 """A managed local vLLM (the ``vllm-ranker serve`` behind the tools): standard library only.
 
 vLLM and torch live in their own virtual environment (``vllm-ranker install-vllm``); this package finds it
-(``venv.py``), launches and health-checks the server (``server.py``), keeps PID and log files for detached servers
-(``pid_files.py``), runs an embedder and a reranker together (``pair.py``: two vLLM processes, or one and a port
-forwarder), tells a cross-encoder from an embedding model (``model_kind.py``) and holds the small network helpers
-(``network.py``).
+(``venv.py``), launches and health-checks the server (``server.py``, launched as ``launch.py``'s ``VLLMLaunch``
+says), keeps PID and log files for detached servers (``pid_files.py``), runs an embedder and a reranker together
+(``pair.py``: two vLLM processes, or one and a port forwarder), tells a cross-encoder from an embedding model
+(``model_kind.py``) and holds the small network helpers (``network.py``).
 """
 
+from vllm_ranker.local_vllm.launch import VLLMLaunch
 from vllm_ranker.local_vllm.model_kind import (
     BI_ENCODER,
     CROSS_ENCODER,
@@ -64,6 +65,7 @@ __all__ = [
     "RerankPlan",
     "ServedPair",
     "VLLMInstall",
+    "VLLMLaunch",
     "VLLMStartError",
     "VLLMUnavailable",
     "default_venv_path",

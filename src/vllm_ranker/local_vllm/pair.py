@@ -11,7 +11,6 @@ minute of start-up). A bi-encoder's rerank only re-sorts by the cosine of its em
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -77,32 +76,15 @@ def plan_reranker(rerank_model: str | None, embed_kind: str = BI_ENCODER) -> Rer
 class ServedPair:
     """The embedder (``ManagedVLLM``) and what answers the rerank port: a second ``ManagedVLLM`` or a forwarder."""
 
-    def __init__(
-        self,
-        embedder: ManagedVLLM,
-        plan: RerankPlan,
-        *,
-        rerank_port: int,
-        venv: str | os.PathLike[str] | None = None,
-        max_model_len: int | None = None,
-        extra_args: tuple[str, ...] = (),
-        detach: bool = False,
-    ) -> None:
+    def __init__(self, embedder: ManagedVLLM, plan: RerankPlan, *, rerank_port: int) -> None:
         self.embedder = embedder
         self.plan = plan
         self.rerank_port = rerank_port
-        self.detach = detach
         self.reranker: ManagedVLLM | None = None
         if plan.model is not None:
-            self.reranker = ManagedVLLM(
-                plan.model,
-                host=embedder.host,
-                port=rerank_port,
-                venv=venv,
-                served_model_name=plan.served_name,
-                max_model_len=max_model_len,
-                extra_args=extra_args,
-                detach=detach,
+            # The reranker starts as the embedder does (venv, host, vLLM flags, detached or not).
+            self.reranker = embedder.launch_settings.server(
+                plan.model, port=rerank_port, served_model_name=plan.served_name
             )
         self.forwarder: subprocess.Popen[bytes] | None = None
 
@@ -171,20 +153,17 @@ class ServedPair:
 
 
 def ensure_pair(
-    embed_model: str | os.PathLike[str] | None = None,
+    embedder: ManagedVLLM,
     rerank_model: str | None = None,
     *,
-    port: int,
     rerank_port: int | None = None,
-    venv: str | os.PathLike[str] | None = None,
     timeout: float = 600.0,
     progress: Callable[[float], None] | None = None,
-    detach: bool = False,
 ) -> tuple[ServedPair, bool, bool]:
-    """The tools' local pair: whatever is healthy on ``port`` / ``rerank_port`` (default port + 1) is reused,
+    """The tools' local pair: *embedder* (not yet started) and a reranker of *rerank_model*, launched as the
+    embedder is; whatever is healthy on the embedder's port / ``rerank_port`` (default: its port + 1) is reused,
     the rest is started. Returns (pair, embedder reused, reranker reused); stop() leaves reused servers alone."""
-    rerank_port = port + 1 if rerank_port is None else rerank_port
-    embedder = ManagedVLLM(embed_model, port=port, venv=venv, detach=detach)
+    rerank_port = embedder.port + 1 if rerank_port is None else rerank_port
     embed_reused = is_healthy(embedder.endpoint)
     if embed_reused:
         embedder._owned = False  # not ours: stop() leaves it running
@@ -193,9 +172,9 @@ def ensure_pair(
     if rerank_reused:
         plan = RerankPlan(None, None, "unknown")  # its kind is asked from the server
     else:
-        embed_kind = model_kind(embed_model) if embed_model is not None else BI_ENCODER
+        embed_kind = model_kind(embedder.model) if embedder.model is not None else BI_ENCODER
         plan = plan_reranker(rerank_model, embed_kind)
-    pair = ServedPair(embedder, plan, rerank_port=rerank_port, venv=venv, detach=detach)
+    pair = ServedPair(embedder, plan, rerank_port=rerank_port)
     try:
         if not embed_reused:
             embedder.launch()

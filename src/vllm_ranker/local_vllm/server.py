@@ -12,7 +12,7 @@ Typical use::
     with ManagedVLLM(port=0) as server:          # bundled all-MiniLM-L6-v2
         print(server.endpoint)                   # http://127.0.0.1:<free port>
 
-    server = ensure_server()                     # reuse a healthy server on :8000
+    server = ensure_server(VLLMLaunch().server(None, port=8000))  # reuse a healthy one on :8000
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from vllm_ranker.local_vllm.launch import VLLMLaunch
 from vllm_ranker.local_vllm.network import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -106,6 +107,16 @@ class ManagedVLLM:
         self._install: VLLMInstall | None = None
 
     # -- properties --------------------------------------------------------- #
+
+    @property
+    def launch_settings(self) -> VLLMLaunch:
+        """How this server is launched (a pair's reranker is launched the same way)."""
+        return VLLMLaunch(self.venv, self.host, self.max_model_len, self.extra_args, self.detach)
+
+    @property
+    def model(self) -> str | None:
+        """The model as given: a directory or a hub id (None: the bundled default)."""
+        return self._model
 
     @property
     def endpoint(self) -> str:
@@ -347,35 +358,14 @@ def _stop_live_servers() -> None:
 
 
 def ensure_server(
-    model: str | os.PathLike[str] | None = None,
-    *,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    venv: str | os.PathLike[str] | None = None,
-    served_model_name: str | None = None,
-    max_model_len: int | None = None,
-    extra_args: Sequence[str] = (),
-    timeout: float = 600.0,
-    progress: ProgressCallback | None = None,
-    detach: bool = False,
+    server: ManagedVLLM, *, timeout: float = 600.0, progress: ProgressCallback | None = None
 ) -> ManagedVLLM:
-    """Return a healthy server at host:port, starting one only if none is there.
+    """*server* itself, healthy: started unless a server is already healthy at its host:port.
 
-    A server that is already healthy is reused (its ``owned`` is False, so
-    ``stop()`` leaves it running) provided it serves the expected model name;
-    otherwise VLLMStartError says what is in the way.
+    A server that is already healthy is reused (*server*'s ``owned`` becomes False, so ``stop()`` leaves it
+    running) provided it serves the expected model name; otherwise VLLMStartError says what is in the way.
     """
-    server = ManagedVLLM(
-        model,
-        host=host,
-        port=port,
-        venv=venv,
-        served_model_name=served_model_name,
-        max_model_len=max_model_len,
-        extra_args=extra_args,
-        detach=detach,
-    )
-    if port != 0 and is_healthy(server.endpoint):
+    if server.port != 0 and is_healthy(server.endpoint):
         expected = server.model_name
         try:
             names = served_models(server.endpoint)
