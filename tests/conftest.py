@@ -10,10 +10,17 @@ from typing import Any
 import pytest
 
 from vllm_ranker import AsyncMilvusClient, DataType, Function, FunctionType, MilvusClient
-from vllm_ranker.testing import RerankServer, milvus_lite_server
+from vllm_ranker.testing import RerankServer, milvus_lite_server, process_guard
 from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 DIM = 16
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An interrupted run (Ctrl-C, a SIGTERM to pytest) stops the servers it started instead of leaving them behind.
+    process_guard.install()
+
+
 CORPUS = [
     "AI research progress is accelerating in many labs",
     "What is AI? Artificial intelligence explained for beginners",

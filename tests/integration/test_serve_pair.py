@@ -28,6 +28,7 @@ import pytest
 from tests.integration.test_serve import DOCS, QUERY, cli_env, group_gone, wait_until
 from tests.integration.vllm_server import START_TIMEOUT_S
 from vllm_ranker.local_vllm import VLLMInstall, is_healthy, port_in_use, server_process_alive
+from vllm_ranker.testing import process_guard
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 READY = re.compile(r"ready at (http://127\.0\.0\.1:(\d+)) \(embeddings\) and (http://127\.0\.0\.1:(\d+)) \(rerank\)")
@@ -71,6 +72,8 @@ def start_detached(state: Path, *args: str, env: dict[str, str] | None = None) -
     assert found, done.stdout
     port, rerank_port = int(found.group(2)), int(found.group(4))
     pids = [int((state / f"vllm-{p}.pid").read_text()) for p in (port, rerank_port)]
+    for pid in pids:  # detached: nobody's children now, so an interrupted run must know them (see process_guard)
+        process_guard.guard(pid, f"serve --detach ({state})")
     return Served(found.group(1), found.group(3), port, rerank_port, pids, state, done.stdout, done.stderr)
 
 
@@ -79,6 +82,7 @@ def stop_all(served: Served) -> None:
     for pid in served.pids:
         if not group_gone(pid):
             os.killpg(pid, signal.SIGKILL)
+        process_guard.release(pid)
 
 
 @pytest.fixture(scope="module")

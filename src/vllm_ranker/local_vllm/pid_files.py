@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from vllm_ranker.local_vllm.venv import state_dir
@@ -59,6 +60,42 @@ def server_process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """pid -> state ("R", "S", "Z", ...) of every process in the process group *pgid* (Linux: from /proc)."""
+    members: dict[int, str] = {}
+    for pid, fields in _proc_stats():
+        if int(fields[2]) == pgid:
+            members[pid] = fields[0]
+    return members
+
+
+def _proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, ...) of every process."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                yield int(entry.name), stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+
+
+def descendants(pid: int) -> dict[int, tuple[int, str]]:
+    """pid -> (process group, state) of every living descendant of *pid* (Linux: from /proc)."""
+    children: dict[int, list[tuple[int, int, str]]] = {}
+    for child, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append((child, int(fields[2]), fields[0]))
+    found: dict[int, tuple[int, str]] = {}
+    pending = [pid]
+    while pending:
+        for child, pgid, state in children.get(pending.pop(), []):
+            if child not in found:
+                found[child] = (pgid, state)
+                pending.append(child)
+    return found
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vllm_ranker.local_vllm.network import free_port
-from vllm_ranker.local_vllm.pid_files import log_tail, signal_group
+from vllm_ranker.local_vllm.pid_files import group_members, log_tail, signal_group
 from vllm_ranker.local_vllm.venv import _data_home
+from vllm_ranker.testing import process_guard
 
 ENV_MILVUS_SERVER = "VLLM_RANKER_MILVUS_SERVER"
 MILVUS_SERVER_SPEC = "milvus==2.3.5"
@@ -108,11 +109,13 @@ def milvus_standalone_server(
         )
     members: set[int] = set()
     try:
-        uri = f"http://127.0.0.1:{ports[0]}"
-        _wait_until_it_answers(uri, process, data_dir, start_timeout, members)
-        yield uri
+        # Recorded, so that an interrupted test run stops it too (see process_guard).
+        with process_guard.guarded(process.pid, f"milvus-server in {data_dir}"):
+            uri = f"http://127.0.0.1:{ports[0]}"
+            _wait_until_it_answers(uri, process, data_dir, start_timeout, members)
+            yield uri
     finally:
-        members.update(_group(process.pid))
+        members.update(group_members(process.pid))
         _stop_group(process)
         for pid in members:
             (_SERVER_ID_DIR / f"server_id_{pid}").unlink(missing_ok=True)
@@ -129,22 +132,6 @@ def _distinct_free_ports(count: int) -> list[int]:
     return ports
 
 
-def _group(pgid: int) -> dict[int, str]:
-    """pid -> state ("R", "S", "Z", ...) of every process in the group."""
-    members: dict[int, str] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if int(fields[2]) == pgid:
-            members[int(entry.name)] = fields[0]
-    return members
-
-
 def _wait_until_it_answers(
     uri: str, process: subprocess.Popen[bytes], data_dir: Path, timeout: float, members: set[int]
 ) -> None:
@@ -152,7 +139,7 @@ def _wait_until_it_answers(
 
     deadline = time.monotonic() + timeout
     while True:
-        group = _group(process.pid)
+        group = group_members(process.pid)
         members.update(group)
         # The wrapper does not reap the Milvus binary: a binary that died is a zombie, and the wrapper would wait
         # three minutes before it says so.
@@ -182,7 +169,7 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         signal_group(process.pid, sig)
         deadline = time.monotonic() + wait
-        while any(state != "Z" for state in _group(process.pid).values()) and time.monotonic() < deadline:
+        while any(state != "Z" for state in group_members(process.pid).values()) and time.monotonic() < deadline:
             process.poll()
             time.sleep(0.1)
     process.wait()
