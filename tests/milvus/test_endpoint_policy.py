@@ -17,6 +17,7 @@ from tests.conftest import CORPUS, create_docs_collection, rerank_function, rera
 from vllm_ranker import AsyncMilvusClient, MilvusClient, RerankParamError
 from vllm_ranker.core.driver import drive
 from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
+from vllm_ranker.core.provider_config import ProviderConfigError
 from vllm_ranker.testing import RerankServer
 
 Q = "AI research progress"
@@ -190,3 +191,8 @@ def test_through_a_proxy_the_name_is_checked_before_the_request(
         asyncio.run(run())
     assert proxy.accepted == 0
     proxy.close()
+
+
+def test_a_deny_list_without_an_allowlist_is_refused(db: str) -> None:
+    with pytest.raises(ProviderConfigError, match=r"^vllm_ranker\.denied_addresses needs vllm_ranker\.allowed_endp"):
+        MilvusClient(uri=db, rerank_config={"vllm_ranker": {"denied_addresses": ["10.0.0.0/8"]}})

@@ -218,6 +218,11 @@ def _policy(section: Any) -> EndpointPolicy:
         raise ProviderConfigError(f"{POLICY_SECTION}: give a mapping with allowed_endpoints, denied_addresses")
     allowed, denied = section.get("allowed_endpoints"), section.get("denied_addresses") or []
     if allowed is None:
+        if denied:  # alone it would mean "any endpoint but these": a deny list is no allowlist
+            raise ProviderConfigError(
+                f"{POLICY_SECTION}.denied_addresses needs {POLICY_SECTION}.allowed_endpoints: list where documents "
+                "may go (URL prefixes or addresses); the denied addresses are refused among them"
+            )
         return ANY
     for key, value in (("allowed_endpoints", allowed), ("denied_addresses", denied)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
