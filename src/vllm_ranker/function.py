@@ -12,7 +12,7 @@ from typing import Any
 
 import pymilvus
 
-from vllm_ranker.core.redaction import redact
+from vllm_ranker.values.redaction import redact
 
 SECRET_PARAMS = ("credential", "api_key")
 

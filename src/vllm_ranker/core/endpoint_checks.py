@@ -21,10 +21,10 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from vllm_ranker.core import coercion as values
-from vllm_ranker.core.redaction import Secret
 from vllm_ranker.errors import RerankParamError
 from vllm_ranker.providers.base import Provider, Target
+from vllm_ranker.values import coercion as values
+from vllm_ranker.values.redaction import Secret
 
 ALLOWED_SCHEMES = ("http", "https")
 

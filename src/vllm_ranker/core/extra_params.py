@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from vllm_ranker.core import coercion as values
 from vllm_ranker.core.ordering import NORMALIZATIONS
 from vllm_ranker.errors import RerankParamError
+from vllm_ranker.values import coercion as values
 
 T = TypeVar("T")
 

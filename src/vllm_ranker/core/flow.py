@@ -42,7 +42,6 @@ from vllm_ranker.core.ordering import (
     union_by_pk,
 )
 from vllm_ranker.core.provider_config import EMPTY, ProviderConfig
-from vllm_ranker.core.redaction import redact
 from vllm_ranker.core.results import make_result
 from vllm_ranker.core.schema import CollectionInfo, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache, document_digest, scope_digest
@@ -50,6 +49,7 @@ from vllm_ranker.core.search_args import ids_count, refuse_beside_model_ranker
 from vllm_ranker.core.spec import RerankSpec, parse_ranker
 from vllm_ranker.errors import RerankParamError, RerankServiceError
 from vllm_ranker.stats import RerankStats
+from vllm_ranker.values.redaction import redact
 
 
 @dataclass(frozen=True, slots=True)

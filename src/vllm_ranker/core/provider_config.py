@@ -33,9 +33,9 @@ from urllib.parse import urlsplit
 from pymilvus import Function
 
 from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
-from vllm_ranker.core.redaction import Secret
 from vllm_ranker.errors import RerankParamError
 from vllm_ranker.providers import PROVIDERS
+from vllm_ranker.values.redaction import Secret
 
 PROVIDERS_PATH = "function.rerank.model.providers"
 POLICY_SECTION = "vllm_ranker"

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from pymilvus import DataType, Function, FunctionType
 
-from vllm_ranker.core import coercion as values
 from vllm_ranker.core.endpoint_checks import checked_api_key, checked_endpoint, make_targets, parse_tls_verify
 from vllm_ranker.core.extra_params import (
     DEFAULT_EJECT_AFTER,
@@ -25,10 +24,11 @@ from vllm_ranker.core.extra_params import (
     positive_float,
     request_timeout,
 )
-from vllm_ranker.core.redaction import Secret
 from vllm_ranker.core.schema import CollectionInfo
 from vllm_ranker.errors import RerankParamError
 from vllm_ranker.providers import PROVIDERS, UNREACHABLE, Provider, Target
+from vllm_ranker.values import coercion as values
+from vllm_ranker.values.redaction import Secret
 
 T = TypeVar("T")
 

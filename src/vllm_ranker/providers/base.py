@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from vllm_ranker.core import coercion as values
-from vllm_ranker.core.redaction import Secret, redact
+from vllm_ranker.values import coercion as values
+from vllm_ranker.values.redaction import Secret, redact
 
 Json = Any
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from vllm_ranker.core import coercion as values
 from vllm_ranker.errors import RerankParamError
+from vllm_ranker.values import coercion as values
 
 from .base import Json, Option, Provider, Target, scores_in_order
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from vllm_ranker.core import metrics
-from vllm_ranker.core.redaction import redact
 from vllm_ranker.providers import Target
+from vllm_ranker.values.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ import orjson
 
 from vllm_ranker.core.endpoint_checks import basic_token
 from vllm_ranker.core.ordering import Batch
-from vllm_ranker.core.redaction import Secret, redact
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.errors import FailureKind, RerankServiceError, RerankTimeout
 from vllm_ranker.providers import MalformedAnswer, Provider, Target
 from vllm_ranker.providers.base import error_message
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.transport.balancer import FAILED, NEUTRAL, OK, EndpointPool
+from vllm_ranker.values.redaction import Secret, redact
 
 log = logging.getLogger(__name__)
 
