@@ -16,7 +16,7 @@ from typing import Any
 from milvus_lite.rerank import factory
 from milvus_lite.rerank.protocol import RerankProvider, RerankResult
 
-from vllm_ranker import _milvus_lite_launcher
+from vllm_ranker.local_servers import _milvus_lite_launcher
 
 PROVIDER = "acme"
 

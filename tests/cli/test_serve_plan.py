@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from vllm_ranker.local_servers import free_port
 from vllm_ranker.local_vllm import (
     BI_ENCODER,
     CROSS_ENCODER,
     DEFAULT_RERANK_MODEL,
     FALLBACK_NOTE,
     UNKNOWN,
-    free_port,
     model_kind,
     plan_reranker,
     served_model_kind,

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.integration.vllm_server import MINILM_NAME, require_vllm
+from vllm_ranker.local_servers import is_loopback
 from vllm_ranker.local_vllm import (
     ManagedVLLM,
     VLLMInstall,
@@ -29,7 +30,6 @@ from vllm_ranker.local_vllm import (
     ensure_server,
     find_vllm_python,
     is_healthy,
-    is_loopback,
 )
 from vllm_ranker.local_vllm.venv import cpu_has_bf16
 

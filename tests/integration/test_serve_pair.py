@@ -27,7 +27,8 @@ import pytest
 
 from tests.integration.test_serve import DOCS, QUERY, cli_env, group_gone, wait_until
 from tests.integration.vllm_server import START_TIMEOUT_S
-from vllm_ranker.local_vllm import VLLMInstall, is_healthy, port_in_use, server_process_alive
+from vllm_ranker.local_servers import port_in_use
+from vllm_ranker.local_vllm import VLLMInstall, is_healthy, server_process_alive
 from vllm_ranker.testing import process_guard
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from vllm_ranker.local_vllm import free_port
+from vllm_ranker.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

@@ -47,7 +47,7 @@ def test_defaults_and_help_show_every_default() -> None:
         assert default in " ".join(text.split())
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "LocalHost"])  # any case
 def test_loopback_is_not_warned_about(host: str) -> None:
     assert command.bind_warning(host) is None
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
-from vllm_ranker.gateway.exposure import Exposure, combined_policy, is_loopback, startup_problem, startup_warnings
+from vllm_ranker.gateway.exposure import Exposure, combined_policy, startup_problem, startup_warnings
+from vllm_ranker.local_servers import is_loopback
 
 POLICY = EndpointPolicy.parse(["http://vllm:8000"])
 

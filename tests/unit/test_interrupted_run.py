@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_ranker.local_vllm.pid_files import descendants, group_members
+from vllm_ranker.local_servers import descendants, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,7 +31,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from vllm_ranker.cli._options import UsageError, add_command
+from vllm_ranker.local_servers import is_loopback
 from vllm_ranker.local_vllm import (
+    CPU_START_UP,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_RERANK_MODEL,
@@ -42,7 +44,6 @@ from vllm_ranker.local_vllm import (
     VLLMLaunch,
     VLLMStartError,
     is_healthy,
-    is_loopback,
     list_pid_files,
     model_kind,
     pid_file_path,
@@ -51,7 +52,6 @@ from vllm_ranker.local_vllm import (
     server_process_alive,
     stop_pid,
 )
-from vllm_ranker.local_vllm.venv import CPU_START_UP
 from vllm_ranker.tools.comparison import kind_note
 
 __all__ = ["add_parser", "run"]

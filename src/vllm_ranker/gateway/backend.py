@@ -1,24 +1,22 @@
 """The Milvus behind the gateway: where it is, how to reach it, and (for a Milvus Lite file) its own server.
 
 ``--backend`` takes what pymilvus's ``uri`` takes. A ``.db`` path is opened by ``milvus-lite server`` in a child
-process on a private loopback port: the file's lock allows one process, and a child keeps Milvus Lite's threads
-out of the gateway's gRPC server.
+process on a private loopback port (``local_servers.MilvusLite``): the file's lock allows one process, and a child
+keeps Milvus Lite's threads out of the gateway's gRPC server.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
+
+from vllm_ranker.local_servers import LAUNCHER, MilvusLite, MilvusLiteError
 
 from .settings import BackendError
 
@@ -94,70 +92,35 @@ def open_channel(uri: str) -> grpc.Channel:
     return grpc.insecure_channel(target, options=options)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LiteServer:
-    """``milvus-lite server`` for one ``.db`` path on a private loopback port; ``uri`` once started."""
+    """``milvus-lite server`` for one ``.db`` path on a private loopback port (``local_servers.MilvusLite``, with the
+    gateway's messages); ``uri`` once started, every collection of the file loaded."""
 
-    def __init__(
-        self, path: str, start_timeout: float = 60.0, launcher: str = "vllm_ranker._milvus_lite_launcher"
-    ) -> None:
+    def __init__(self, path: str, start_timeout: float = 60.0, launcher: str = LAUNCHER) -> None:
         self.path = Path(path).expanduser().resolve()
         self.start_timeout = start_timeout
-        self.launcher = launcher  # the module run as ``python -m``: the tests start a Milvus Lite of their own
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.path.parent / (self.path.name + ".gateway-server.log")
+        # launcher: the module run as ``python -m``; the tests start a Milvus Lite of their own.
+        self._server = MilvusLite(self.path, self.log_path, start_timeout=start_timeout, launcher=launcher)
+        self.uri = self._server.uri
 
     def start(self) -> LiteServer:
         if not self.path.parent.is_dir():
             raise BackendError(f"--backend {self.path}: the folder {self.path.parent} does not exist; create it first")
-        log_path = self.path.parent / (self.path.name + ".gateway-server.log")
-        with log_path.open("wb") as out:
-            # The project's launcher gives milvus-lite a Milvus server's keepalive policy (pymilvus pings every 10 s).
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    self.launcher,
-                    "server",
-                    "--data-dir",
-                    str(self.path),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            if self._process.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        try:
+            self._server.start()
+        except MilvusLiteError as exc:
+            if exc.exited:
+                last = exc.log_tail.strip().splitlines()[-1:] or ["(no output)"]
                 raise BackendError(
-                    f"Milvus Lite could not open {self.path}: {tail[0]} (is another process using this file? "
+                    f"Milvus Lite could not open {self.path}: {last[0]} (is another process using this file? "
                     "stop it, or give another --backend)"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    pass
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise BackendError(
-                        f"Milvus Lite did not start for {self.path} within {self.start_timeout:g} s; see {log_path}"
-                    ) from None
-                time.sleep(0.1)
-                continue
-            self._load_collections()
-            return self
+                ) from None
+            raise BackendError(
+                f"Milvus Lite did not start for {self.path} within {self.start_timeout:g} s; see {self.log_path}"
+            ) from None
+        self._load_collections()
+        return self
 
     def _load_collections(self) -> None:
         """Load every collection of the file: Milvus Lite leaves them all released when a new process opens a file
@@ -184,15 +147,7 @@ class LiteServer:
             log.info("loaded %d collection(s) of %s in %.1f s", len(released), self.path, time.monotonic() - started)
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        self._server.stop()
 
 
 class Backend:

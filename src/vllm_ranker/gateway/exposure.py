@@ -15,9 +15,10 @@ the command line and ``Gateway`` both call them, so the rules hold however a gat
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from vllm_ranker.local_servers import is_loopback
 
 if TYPE_CHECKING:
     from vllm_ranker.core.endpoint_policy import EndpointPolicy
@@ -37,15 +38,6 @@ class Exposure:
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name or interface we cannot vouch for
 
 
 def startup_problem(exposure: Exposure, policy: EndpointPolicy) -> str | None:

@@ -4,9 +4,11 @@ vLLM and torch live in their own virtual environment (``vllm-ranker install-vllm
 (``venv.py``), launches and health-checks the server (``server.py``, launched as ``launch.py``'s ``VLLMLaunch``
 says), keeps PID and log files for detached servers (``pid_files.py``), runs an embedder and a reranker together
 (``pair.py``: two vLLM processes, or one and a port forwarder), tells a cross-encoder from an embedding model
-(``model_kind.py``) and holds the small network helpers (``network.py``).
+(``model_kind.py``) and probes a server (``network.py``: ``/health``, ``/v1/models``). Loopback checks, free
+ports and process groups are ``vllm_ranker.local_servers``'.
 """
 
+from vllm_ranker.local_vllm import install
 from vllm_ranker.local_vllm.launch import VLLMLaunch
 from vllm_ranker.local_vllm.model_kind import (
     BI_ENCODER,
@@ -16,15 +18,7 @@ from vllm_ranker.local_vllm.model_kind import (
     model_kind,
     served_model_kind,
 )
-from vllm_ranker.local_vllm.network import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    free_port,
-    is_healthy,
-    is_loopback,
-    port_in_use,
-    served_models,
-)
+from vllm_ranker.local_vllm.network import DEFAULT_HOST, DEFAULT_PORT, is_healthy, served_models
 from vllm_ranker.local_vllm.pair import FALLBACK_NOTE, RerankPlan, ServedPair, ensure_pair, plan_reranker
 from vllm_ranker.local_vllm.pid_files import (
     list_pid_files,
@@ -36,6 +30,7 @@ from vllm_ranker.local_vllm.pid_files import (
 )
 from vllm_ranker.local_vllm.server import ManagedVLLM, ensure_server
 from vllm_ranker.local_vllm.venv import (
+    CPU_START_UP,
     DEFAULT_MODEL_NAME,
     ENV_STATE_DIR,
     ENV_VLLM_VENV,
@@ -52,6 +47,7 @@ from vllm_ranker.local_vllm.venv import (
 
 __all__ = [
     "BI_ENCODER",
+    "CPU_START_UP",
     "CROSS_ENCODER",
     "DEFAULT_HOST",
     "DEFAULT_MODEL_NAME",
@@ -72,16 +68,14 @@ __all__ = [
     "ensure_pair",
     "ensure_server",
     "find_vllm_python",
-    "free_port",
+    "install",
     "install_instructions",
     "is_healthy",
-    "is_loopback",
     "list_pid_files",
     "log_file_path",
     "model_kind",
     "pid_file_path",
     "plan_reranker",
-    "port_in_use",
     "probe_vllm",
     "read_pid_file",
     "resolve_venv",

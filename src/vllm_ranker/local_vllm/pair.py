@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vllm_ranker.local_servers import free_port, port_in_use, signal_group, url_host
 from vllm_ranker.local_vllm.model_kind import (
     BI_ENCODER,
     DEFAULT_RERANK_MODEL,
@@ -28,8 +29,8 @@ from vllm_ranker.local_vllm.model_kind import (
     looks_like_hub_id,
     model_kind,
 )
-from vllm_ranker.local_vllm.network import _url_host, free_port, is_healthy, port_in_use
-from vllm_ranker.local_vllm.pid_files import log_file_path, pid_file_path, read_pid_file, signal_group
+from vllm_ranker.local_vllm.network import is_healthy
+from vllm_ranker.local_vllm.pid_files import log_file_path, pid_file_path, read_pid_file
 from vllm_ranker.local_vllm.server import ManagedVLLM
 from vllm_ranker.local_vllm.venv import VLLMStartError
 
@@ -90,7 +91,7 @@ class ServedPair:
 
     @property
     def rerank_endpoint(self) -> str:
-        return f"http://{_url_host(self.embedder.host)}:{self.rerank_port}"
+        return f"http://{url_host(self.embedder.host)}:{self.rerank_port}"
 
     @property
     def servers(self) -> list[ManagedVLLM]:
@@ -116,7 +117,7 @@ class ServedPair:
     def _start_forwarder(self) -> None:
         host = self.embedder.host
         argv = [sys.executable, str(_FORWARDER), "--listen", f"{host}:{self.rerank_port}"]
-        argv += ["--target", f"{_url_host(host).strip('[]')}:{self.embedder.port}"]
+        argv += ["--target", f"{url_host(host).strip('[]')}:{self.embedder.port}"]
         if self.embedder.pid is not None:
             argv += ["--watch-pid", str(self.embedder.pid)]
         log = log_file_path(self.rerank_port)
@@ -167,7 +168,7 @@ def ensure_pair(
     embed_reused = is_healthy(embedder.endpoint)
     if embed_reused:
         embedder._owned = False  # not ours: stop() leaves it running
-    rerank_url = f"http://{_url_host(embedder.host)}:{rerank_port}"
+    rerank_url = f"http://{url_host(embedder.host)}:{rerank_port}"
     rerank_reused = is_healthy(rerank_url)
     if rerank_reused:
         plan = RerankPlan(None, None, "unknown")  # its kind is asked from the server

@@ -6,9 +6,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+from vllm_ranker.local_servers import signal_group
 from vllm_ranker.local_vllm.venv import state_dir
 
 # Detached servers are recognised by the launcher's file name in their command line (the rerank port's forwarder,
@@ -62,50 +62,6 @@ def server_process_alive(pid: int) -> bool:
     return True
 
 
-def group_members(pgid: int) -> dict[int, str]:
-    """pid -> state ("R", "S", "Z", ...) of every process in the process group *pgid* (Linux: from /proc)."""
-    members: dict[int, str] = {}
-    for pid, fields in _proc_stats():
-        if int(fields[2]) == pgid:
-            members[pid] = fields[0]
-    return members
-
-
-def _proc_stats() -> Iterator[tuple[int, list[str]]]:
-    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, ...) of every process."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                yield int(entry.name), stat.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-
-
-def descendants(pid: int) -> dict[int, tuple[int, str]]:
-    """pid -> (process group, state) of every living descendant of *pid* (Linux: from /proc)."""
-    children: dict[int, list[tuple[int, int, str]]] = {}
-    for child, fields in _proc_stats():
-        children.setdefault(int(fields[1]), []).append((child, int(fields[2]), fields[0]))
-    found: dict[int, tuple[int, str]] = {}
-    pending = [pid]
-    while pending:
-        for child, pgid, state in children.get(pending.pop(), []):
-            if child not in found:
-                found[child] = (pgid, state)
-                pending.append(child)
-    return found
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def stop_pid(pid: int, timeout: float = 30.0) -> bool:
     """Stop a server started by this module (by PID, e.g. from a PID file).
 
@@ -122,14 +78,3 @@ def stop_pid(pid: int, timeout: float = 30.0) -> bool:
         time.sleep(0.2)
     signal_group(pid, signal.SIGKILL)
     return True
-
-
-def log_tail(path: Path | None, lines: int) -> str:
-    if path is None or not path.exists():
-        return ""
-    with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 64 * 1024))
-        text = handle.read().decode(errors="replace")
-    return "\n".join(text.splitlines()[-lines:])

@@ -29,23 +29,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from vllm_ranker.local_servers import free_port, log_tail, port_in_use, signal_group, url_host
 from vllm_ranker.local_vllm.launch import VLLMLaunch
-from vllm_ranker.local_vllm.network import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    _url_host,
-    free_port,
-    is_healthy,
-    port_in_use,
-    served_models,
-)
-from vllm_ranker.local_vllm.pid_files import (
-    log_file_path,
-    log_tail,
-    pid_file_path,
-    read_pid_file,
-    signal_group,
-)
+from vllm_ranker.local_vllm.network import DEFAULT_HOST, DEFAULT_PORT, is_healthy, served_models
+from vllm_ranker.local_vllm.pid_files import log_file_path, pid_file_path, read_pid_file
 from vllm_ranker.local_vllm.venv import (
     CPU_START_UP,
     DEFAULT_MODEL_NAME,
@@ -121,7 +108,7 @@ class ManagedVLLM:
     @property
     def endpoint(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8000`` (append /v1/rerank, /v1/embeddings, ...)."""
-        return f"http://{_url_host(self.host)}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     @property
     def model_name(self) -> str:

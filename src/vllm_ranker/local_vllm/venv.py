@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from vllm_ranker.local_servers import data_home
+
 # The bundled default model is served under its hub id, so a client written
 # against it works unchanged with `--model sentence-transformers/all-MiniLM-L6-v2`
 # on a machine that can reach the hub.
@@ -46,10 +48,6 @@ class VLLMUnavailable(RuntimeError):
 
 class VLLMStartError(RuntimeError):
     """A vLLM server was launched but did not become healthy (or died)."""
-
-
-def _data_home() -> Path:
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
 
 
 def state_dir() -> Path:
@@ -89,7 +87,7 @@ def default_venv_path(cwd: Path | None = None) -> Path:
     for root in candidates:
         if (root / ".venv-vllm").is_dir():
             return root / ".venv-vllm"
-    return _data_home() / "vllm-ranker" / "vllm-venv"
+    return data_home() / "vllm-ranker" / "vllm-venv"
 
 
 def resolve_venv(venv: str | os.PathLike[str] | None = None) -> Path:

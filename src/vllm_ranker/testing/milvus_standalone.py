@@ -18,9 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vllm_ranker.local_vllm.network import free_port
-from vllm_ranker.local_vllm.pid_files import group_members, log_tail, signal_group
-from vllm_ranker.local_vllm.venv import _data_home
+from vllm_ranker.local_servers import data_home, free_port, group_members, log_tail, signal_group
 from vllm_ranker.testing import process_guard
 
 ENV_MILVUS_SERVER = "VLLM_RANKER_MILVUS_SERVER"
@@ -29,7 +27,7 @@ MILVUS_SERVER_SPEC = "milvus==2.3.5"
 
 def default_milvus_venv() -> Path:
     """Where scripts/test.sh installs it: one venv per user, like the vLLM venv beside it."""
-    return _data_home() / "vllm-ranker" / "milvus-2.3.5-venv"
+    return data_home() / "vllm-ranker" / "milvus-2.3.5-venv"
 
 
 def install_hint() -> str:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 
-from vllm_ranker.local_vllm.pid_files import descendants, group_members, signal_group
+from vllm_ranker.local_servers import descendants, group_members, signal_group
 
 # pgid -> what runs there. Reentrant: the signal handler runs on the main thread, maybe inside guarded() itself.
 _GROUPS: dict[int, str] = {}

@@ -12,11 +12,11 @@ Needs the ui extra: pip install 'vllm-ranker[ui]'.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import socket
 import sys
 from typing import Any
 
+from vllm_ranker.local_servers import is_loopback
 from vllm_ranker.tools.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -56,15 +56,6 @@ def add_parser(sub: Any) -> None:
         help="address to listen on; anything but loopback is warned about (default: %(default)s)",
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere
 
 
 def bind_warning(host: str) -> str | None:

@@ -1,5 +1,5 @@
-"""``milvus-lite server`` with a real Milvus server's gRPC keepalive policy (the gateway's embedded backend and the
-test kit's ``milvus_lite_server`` both start it).
+"""``milvus-lite server`` with a real Milvus server's gRPC keepalive policy (``milvus_lite.py`` starts it, for the
+gateway's embedded backend and the test kit's ``milvus_lite_server``).
 
 pymilvus pings its channel every 10 s, calls or not (keepalive_time_ms=10000, permit_without_calls). A Milvus
 standalone/cluster server allows that (Go gRPC EnforcementPolicy: MinTime 5 s, PermitWithoutStream), but
@@ -8,7 +8,7 @@ data), so after ~30 s of idling it sends GOAWAY "too_many_pings" and the next cl
 ``UNAVAILABLE: Too many pings``. Adding the server-side options here makes the loopback server behave like the
 cluster it stands in for.
 
-    python -m vllm_ranker._milvus_lite_launcher server --data-dir DIR --host 127.0.0.1 --port PORT
+    python -m vllm_ranker.local_servers._milvus_lite_launcher server --data-dir DIR --host 127.0.0.1 --port PORT
 """
 
 from __future__ import annotations
