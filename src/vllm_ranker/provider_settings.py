@@ -18,6 +18,16 @@ from typing import Any
 from vllm_ranker.core.endpoint_policy import EndpointPolicy
 from vllm_ranker.core.provider_config import ProviderConfig, ProviderConfigError
 
+# What an outer room (the gateway's --config) may import from here: tests/unit/test_layout.py reads this list.
+__all__ = [
+    "CONFIG_ENV",
+    "ConfigSource",
+    "PolicySource",
+    "combine_policies",
+    "load_provider_config",
+    "with_endpoint_policy",
+]
+
 CONFIG_ENV = "VLLM_RANKER_CONFIG"
 log = logging.getLogger("vllm_ranker")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vllm_ranker.tools.errors import UserError
+from vllm_ranker.user_error import UserError
 
 RAISED: dict[str, type[Exception]] = {"user": UserError, "bug": RuntimeError}
 

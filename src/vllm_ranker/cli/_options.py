@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_ranker.tools.errors import ToolError, ToolInputError, UserError
+from vllm_ranker.tools import ToolError, ToolInputError
+from vllm_ranker.user_error import UserError
 
 # Only what the parsers need is imported at the top: `COMMAND --help` builds them, and must not pay for pymilvus,
 # httpx, numpy or rich (the rest is imported where it is used).
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from vllm_ranker import MilvusClient
     from vllm_ranker.local_vllm import VLLMLaunch
-    from vllm_ranker.tools.pipelines import RerankConfig
+    from vllm_ranker.tools import RerankConfig
 
 
 class UsageError(UserError):
@@ -326,7 +327,7 @@ def add_rerank_options(parser: argparse.ArgumentParser) -> None:
 
 
 def rerank_config(args: argparse.Namespace, endpoint: Endpoints | str, *, cache: bool) -> RerankConfig:
-    from vllm_ranker.tools.pipelines import RerankConfig
+    from vllm_ranker.tools import RerankConfig
 
     api_key = None
     if args.rerank_api_key_env:

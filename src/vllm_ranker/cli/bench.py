@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllm_ranker.cli import _options as opts
-from vllm_ranker.tools.comparison import kind_note
-from vllm_ranker.tools.corpus_files import read_qrels, read_queries
-from vllm_ranker.tools.errors import ToolInputError
-from vllm_ranker.tools.pipelines import ALL_PIPELINES, Pipeline, Searcher
+from vllm_ranker.tools import ALL_PIPELINES, Pipeline, Searcher, ToolInputError, kind_note, read_qrels, read_queries
 
 # What runs the bench (pymilvus, httpx, numpy, rich) is imported by run(): `bench --help` needs none of it.
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from vllm_ranker.tools.load_bench import BenchReport
+    from vllm_ranker.tools import BenchReport
 
 
 def add_parser(sub: Any) -> None:
@@ -71,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vllm_ranker import MilvusClient
-    from vllm_ranker.tools.embeddings import Embedder
-    from vllm_ranker.tools.evaluation import embed_queries
-    from vllm_ranker.tools.load_bench import run_bench
+    from vllm_ranker.tools import Embedder, embed_queries, run_bench
 
     console = Console()
     pipeline = Pipeline.parse(args.pipeline)

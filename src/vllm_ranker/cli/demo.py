@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         endpoint = pair.embedder.endpoint
         rerank_endpoint = args.rerank_endpoint or pair.rerank_endpoint
     from vllm_ranker.local_vllm import served_model_kind
-    from vllm_ranker.tools.comparison import kind_note
+    from vllm_ranker.tools import kind_note
 
     rerank_model, kind = served_model_kind(rerank_endpoint)
     console.print(f"embeddings: [bold]{endpoint}[/bold]; rerank: [bold]{rerank_endpoint}[/bold] ({rerank_model})")
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 def _embedding_model(endpoint: str) -> tuple[str, int]:
     """The embedder's model and its dimension; an embedder that cannot be reached, or answers something else, is
     the tools' EmbeddingServiceError (one error: line naming the endpoint)."""
-    from vllm_ranker.tools.embeddings import Embedder
+    from vllm_ranker.tools import Embedder
 
     with Embedder(endpoint, truncate_prompt_tokens=None, timeout=60) as embedder:
         return embedder.resolve_model(), len(embedder.embed(["probe"])[0])
@@ -115,8 +115,7 @@ def _build_collection(console: Console, client: MilvusClient, endpoint: str, mod
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vllm_ranker import DataType
-    from vllm_ranker.tools.demo_corpus import stdlib_docs
-    from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
+    from vllm_ranker.tools import add_text_fields, stdlib_docs, text_index_params
 
     docs = stdlib_docs(n_docs)
     if client.has_collection(COLLECTION):

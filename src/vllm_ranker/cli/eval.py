@@ -39,16 +39,23 @@ from vllm_ranker.cli._options import (
     rerank_endpoints,
     truncation,
 )
-from vllm_ranker.tools.comparison import format_p, kind_note
-from vllm_ranker.tools.corpus_files import read_qrels, read_queries
-from vllm_ranker.tools.pipelines import Pipeline, RerankConfig, Searcher, parse_pipelines
+from vllm_ranker.tools import (
+    Pipeline,
+    RerankConfig,
+    Searcher,
+    format_p,
+    kind_note,
+    parse_pipelines,
+    read_qrels,
+    read_queries,
+)
 
 # What runs the evaluation (pymilvus, httpx, rich) is imported where it is used: `eval --help` needs none of it.
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from vllm_ranker.tools.evaluation import EvalReport
+    from vllm_ranker.tools import EvalReport
 
 
 def add_parser(sub: Any) -> None:
@@ -88,7 +95,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vllm_ranker.tools.evaluation import require_extra
+    from vllm_ranker.tools import require_extra
 
     # Everything that can be checked without a model is checked before vLLM starts (a minute on a CPU).
     require_extra()
@@ -137,8 +144,7 @@ def _evaluate_one(
     qrels: dict[str, dict[str, int]],
 ) -> EvalReport:
     from vllm_ranker import MilvusClient
-    from vllm_ranker.tools.embeddings import Embedder
-    from vllm_ranker.tools.evaluation import embed_queries, evaluate
+    from vllm_ranker.tools import Embedder, embed_queries, evaluate
 
     # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query.
     cache_size = 2 * rerank.window * len(qrels) + 1024

@@ -28,8 +28,7 @@ from vllm_ranker.cli._options import (
     progress_bar,
     truncation,
 )
-from vllm_ranker.tools.corpus_files import Columns, corpus_path, read_corpus
-from vllm_ranker.tools.ingest import DENSE_INDEXES, IngestReport, ingest
+from vllm_ranker.tools import DENSE_INDEXES, Columns, IngestReport, corpus_path, ingest_corpus, read_corpus
 
 
 def add_parser(sub: Any) -> None:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not above: `ingest --help` must not pay for rich and httpx.
     from rich.console import Console
 
-    from vllm_ranker.tools.embeddings import Embedder
+    from vllm_ranker.tools import Embedder
 
     console = Console()
     file = corpus_path(args.corpus)
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             docs = read_corpus(file, columns)
             if args.max_docs is not None:
                 docs = itertools.islice(docs, args.max_docs)
-            report = ingest(
+            report = ingest_corpus(
                 client,
                 name,
                 docs,

@@ -100,7 +100,7 @@ def _is_expected(exc: BaseException) -> bool:
     from pymilvus import MilvusException
 
     from vllm_ranker.local_vllm import VLLMStartError, VLLMUnavailable
-    from vllm_ranker.tools.errors import UserError
+    from vllm_ranker.user_error import UserError
 
     return isinstance(exc, (UserError, OSError, MilvusException, VLLMUnavailable, VLLMStartError))
 

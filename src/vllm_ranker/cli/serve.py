@@ -52,7 +52,7 @@ from vllm_ranker.local_vllm import (
     server_process_alive,
     stop_pid,
 )
-from vllm_ranker.tools.comparison import kind_note
+from vllm_ranker.tools import kind_note
 
 __all__ = ["add_parser", "run"]
 

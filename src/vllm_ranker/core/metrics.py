@@ -8,6 +8,7 @@ Labels are only the provider name and an outcome: never an endpoint (it may hold
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,45 +19,57 @@ try:
 except ImportError:  # the optional extra is not installed
     prometheus_client = None  # type: ignore[assignment]
 
-_lock = threading.Lock()
-_metrics: dict[str, Any] | None = None
-
 
 def available() -> bool:
     return prometheus_client is not None
 
 
-def _get() -> dict[str, Any] | None:
-    global _metrics
-    if prometheus_client is None:
-        return None
-    with _lock:
-        if _metrics is None:
-            p = prometheus_client
-            _metrics = {
-                "calls": p.Counter("vllm_ranker_calls", "Reranked search calls", ["provider", "outcome"]),
-                "candidates": p.Counter("vllm_ranker_candidates", "Candidates reranked", ["provider"]),
-                "requests": p.Counter("vllm_ranker_requests", "HTTP requests sent, retries included", ["provider"]),
-                "retries": p.Counter("vllm_ranker_retries", "HTTP requests that were retries", ["provider"]),
-                "cache_hits": p.Counter("vllm_ranker_cache_hits", "Scores answered by the cache", ["provider"]),
-                "cache_misses": p.Counter("vllm_ranker_cache_misses", "Scores not in the cache", ["provider"]),
-                "tokens": p.Counter("vllm_ranker_prompt_tokens", "Tokens reported by the service", ["provider"]),
-                "ejections": p.Counter("vllm_ranker_endpoint_ejections", "Endpoints ejected after failures"),
-                "rerank_seconds": p.Histogram(
-                    "vllm_ranker_rerank_seconds", "Wall time of the rerank step of one call", ["provider"]
-                ),
-                "overhead_seconds": p.Histogram(
-                    "vllm_ranker_overhead_seconds",
-                    "Rerank wall time not spent waiting on the service",
-                    ["provider"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-                ),
-            }
-        return _metrics
+class LazyMetrics:
+    """Metrics made once, on first use, in prometheus_client's default registry: the registry refuses a name
+    registered twice, and an application that never reranks registers nothing. ``get()`` is None without the
+    extra. The library's counters (below) and the gateway's (gateway/metrics.py) are each one of these."""
+
+    def __init__(self, build: Callable[[Any], dict[str, Any]]) -> None:
+        self._build = build  # given the prometheus_client module, returns the metrics by name
+        self._lock = threading.Lock()
+        self._metrics: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any] | None:
+        if prometheus_client is None:
+            return None
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = self._build(prometheus_client)
+            return self._metrics
+
+
+def _build(p: Any) -> dict[str, Any]:
+    return {
+        "calls": p.Counter("vllm_ranker_calls", "Reranked search calls", ["provider", "outcome"]),
+        "candidates": p.Counter("vllm_ranker_candidates", "Candidates reranked", ["provider"]),
+        "requests": p.Counter("vllm_ranker_requests", "HTTP requests sent, retries included", ["provider"]),
+        "retries": p.Counter("vllm_ranker_retries", "HTTP requests that were retries", ["provider"]),
+        "cache_hits": p.Counter("vllm_ranker_cache_hits", "Scores answered by the cache", ["provider"]),
+        "cache_misses": p.Counter("vllm_ranker_cache_misses", "Scores not in the cache", ["provider"]),
+        "tokens": p.Counter("vllm_ranker_prompt_tokens", "Tokens reported by the service", ["provider"]),
+        "ejections": p.Counter("vllm_ranker_endpoint_ejections", "Endpoints ejected after failures"),
+        "rerank_seconds": p.Histogram(
+            "vllm_ranker_rerank_seconds", "Wall time of the rerank step of one call", ["provider"]
+        ),
+        "overhead_seconds": p.Histogram(
+            "vllm_ranker_overhead_seconds",
+            "Rerank wall time not spent waiting on the service",
+            ["provider"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        ),
+    }
+
+
+_METRICS = LazyMetrics(_build)
 
 
 def observe_call(provider: str, stats: RerankStats) -> None:
-    found = _get()
+    found = _METRICS.get()
     if found is None:
         return
     outcome = "fallback" if stats.fallback else ("error" if stats.error else "ok")
@@ -73,6 +86,6 @@ def observe_call(provider: str, stats: RerankStats) -> None:
 
 
 def count_ejection() -> None:
-    found = _get()
+    found = _METRICS.get()
     if found is not None:
         found["ejections"].inc()

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_ranker.core.chain.decode import MODEL_EXPR
-from vllm_ranker.core.spec import RerankSpec
-from vllm_ranker.stats import RerankStats
+from vllm_ranker import RerankStats
+from vllm_ranker.core import MODEL_EXPR, RerankSpec
 
 AUDIT_LOGGER = "vllm_ranker.gateway.audit"
 log = logging.getLogger(AUDIT_LOGGER)

@@ -148,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
         raise GatewayError(f"--port {args.port}: give a port from 0 to 65535")
     if args.metrics_port is not None and not metrics.available():
         raise GatewayError("--metrics-port needs prometheus_client: pip install 'vllm-ranker[metrics]'")
-    from vllm_ranker.core.endpoint_policy import EndpointPolicy
-    from vllm_ranker.core.provider_config import ProviderConfigError
+    from vllm_ranker.core import EndpointPolicy, ProviderConfigError
 
     from .server import Gateway  # grpc and pymilvus: not for --help
 

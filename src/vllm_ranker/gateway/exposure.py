@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from vllm_ranker.local_servers import is_loopback
 
 if TYPE_CHECKING:
-    from vllm_ranker.core.endpoint_policy import EndpointPolicy
+    from vllm_ranker.core import EndpointPolicy
 
 
 @dataclass(frozen=True, slots=True)

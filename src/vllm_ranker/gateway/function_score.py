@@ -8,7 +8,7 @@ from typing import Any
 from pymilvus import Function, FunctionType
 from pymilvus.grpc_gen import schema_pb2
 
-from vllm_ranker.core.function_score import BOOST, refuse_on_hybrid, split_functions
+from vllm_ranker.core import BOOST, refuse_on_hybrid, split_functions
 
 
 def ranker_function(function_score: schema_pb2.FunctionScore, hybrid: bool = False) -> Function | None:

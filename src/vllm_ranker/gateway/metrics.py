@@ -7,49 +7,34 @@ same default registry by the reranked searches themselves.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
-
-try:
-    import prometheus_client
-except ImportError:  # the optional extra is not installed
-    prometheus_client = None  # type: ignore[assignment]
 
 from pymilvus.grpc_gen import milvus_pb2
 
+from vllm_ranker.core import LazyMetrics, metrics_available
+
 _KNOWN = {m.name for m in milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"].methods}
-_lock = threading.Lock()
-_metrics: dict[str, Any] | None = None
 
 
-def available() -> bool:
-    return prometheus_client is not None
+def _build(p: Any) -> dict[str, Any]:
+    return {
+        "rpcs": p.Counter("vllm_ranker_gateway_rpcs", "RPCs served by the gateway", ["method", "route", "outcome"]),
+        "seconds": p.Histogram(
+            "vllm_ranker_gateway_rpc_seconds",
+            "Wall time of one RPC in the gateway, backend included",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+        ),
+    }
 
 
-def _get() -> dict[str, Any] | None:
-    global _metrics
-    if prometheus_client is None:
-        return None
-    with _lock:
-        if _metrics is None:
-            p = prometheus_client
-            _metrics = {
-                "rpcs": p.Counter(
-                    "vllm_ranker_gateway_rpcs", "RPCs served by the gateway", ["method", "route", "outcome"]
-                ),
-                "seconds": p.Histogram(
-                    "vllm_ranker_gateway_rpc_seconds",
-                    "Wall time of one RPC in the gateway, backend included",
-                    ["method", "route"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
-                ),
-            }
-        return _metrics
+_METRICS = LazyMetrics(_build)
+available = metrics_available
 
 
 def observe(method: str, route: str, outcome: str, seconds: float) -> None:
     """route: passthrough or rerank; outcome: ok, error (a Status error answered) or a gRPC code name."""
-    found = _get()
+    found = _METRICS.get()
     if found is None:
         return
     name = method.rpartition("/")[2]
@@ -60,7 +45,9 @@ def observe(method: str, route: str, outcome: str, seconds: float) -> None:
 
 def serve(port: int, host: str = "127.0.0.1") -> bool:
     """Expose the default registry on http://host:port/metrics; False when prometheus_client is missing."""
-    if prometheus_client is None:
+    if not metrics_available():
         return False
+    import prometheus_client  # present: checked above
+
     prometheus_client.start_http_server(port, addr=host)
     return True

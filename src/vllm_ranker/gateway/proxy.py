@@ -19,8 +19,8 @@ from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from vllm_ranker import RerankParamError, RerankTimeout
-from vllm_ranker.core import schema
-from vllm_ranker.core.spec import unknown_everywhere
+from vllm_ranker.core import SCHEMA_CHANGES as SCHEMA_CHANGING_CALLS
+from vllm_ranker.core import unknown_everywhere
 from vllm_ranker.transport import cancel_scope
 
 from . import metrics
@@ -36,8 +36,8 @@ _DEADLINE_SLACK_S = 0.05
 _SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
 # Forwarded RPCs after which a cached schema may be stale: core/schema.py's one list, shared with the Python
 # clients; the whole cache is dropped after those that may concern other collections than the one they name.
-SCHEMA_CHANGES = frozenset(SERVICE + change.rpc for change in schema.SCHEMA_CHANGES)
-_CHANGES_ALL = frozenset(SERVICE + change.rpc for change in schema.SCHEMA_CHANGES if change.whole)
+SCHEMA_CHANGES = frozenset(SERVICE + change.rpc for change in SCHEMA_CHANGING_CALLS)
+_CHANGES_ALL = frozenset(SERVICE + change.rpc for change in SCHEMA_CHANGING_CALLS if change.whole)
 # Requests judged by ``claims`` waiting for their ``unary_call`` (the splicing front calls both, from two threads,
 # with the same bytes): enough for every worker of the gateway; past it a request is only read twice.
 JUDGED_KEPT = 256
@@ -246,7 +246,14 @@ def _streaming_handler(
     backend: Backend, method: str, client_streaming: bool, server_streaming: bool
 ) -> grpc.RpcMethodHandler:
     """The streaming methods (replication), forwarded message by message; a backend error ends the caller's
-    stream with the backend's own code."""
+    stream with the backend's own code (a backend that cannot be reached: named, as a unary call names it)."""
+
+    def abort(exc: grpc.RpcError, context: grpc.ServicerContext) -> None:
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:  # a stream has no Status to carry Milvus's message: gRPC's details
+            details = f"the gateway cannot reach the Milvus backend {backend.uri} ({details})"
+        context.abort(code, details)
 
     def target(context: grpc.ServicerContext) -> dict[str, Any]:
         return {
@@ -258,7 +265,7 @@ def _streaming_handler(
         try:
             yield from answers()
         except grpc.RpcError as exc:
-            context.abort(exc.code(), exc.details() or "")
+            abort(exc, context)
 
     if server_streaming:
         if client_streaming:
@@ -281,7 +288,7 @@ def _streaming_handler(
             answer: bytes = call_su(requests, **target(context))
             return answer
         except grpc.RpcError as exc:
-            context.abort(exc.code(), exc.details() or "")
+            abort(exc, context)
             raise  # pragma: no cover - abort raises
 
     return grpc.stream_unary_rpc_method_handler(stream_unary)

@@ -23,14 +23,25 @@ from pymilvus.client.utils import check_status
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from vllm_ranker import AnnSearchRequest, Function, FunctionType, RerankParamError
-from vllm_ranker.core.chain import chain_flow, serves_chain
-from vllm_ranker.core.driver import drive
-from vllm_ranker.core.flow import Flow, Rerank, hybrid_flow, search_flow
-from vllm_ranker.core.provider_config import EMPTY, ProviderConfig
-from vllm_ranker.core.schema import SchemaCache
-from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE, ScoreCache
-from vllm_ranker.core.search_args import ITERATOR_KEYS, is_iterator_search, refuse_iterator_rerank
-from vllm_ranker.core.spec import foreign_provider, is_model_ranker  # the rules of what a ranker is
+from vllm_ranker.core import (
+    DEFAULT_CACHE_SIZE,
+    ITERATOR_KEYS,
+    NO_PROVIDER_CONFIG,
+    Flow,
+    ProviderConfig,
+    Rerank,
+    SchemaCache,
+    ScoreCache,
+    chain_flow,
+    drive,
+    foreign_provider,
+    hybrid_flow,
+    is_iterator_search,
+    is_model_ranker,
+    refuse_iterator_rerank,
+    search_flow,
+    serves_chain,
+)
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, SyncTransport
 
 from .audit import Audit
@@ -167,7 +178,7 @@ class _Steps:
 class Reranker:
     """Serves the reranked searches: the flow's state per (database, credentials), one HTTP transport for all."""
 
-    def __init__(self, backend: Backend, config: ProviderConfig = EMPTY) -> None:
+    def __init__(self, backend: Backend, config: ProviderConfig = NO_PROVIDER_CONFIG) -> None:
         self.backend = backend
         self.config = config  # the providers' keys, URLs and enable (--config): what Milvus reads from milvus.yaml
         self._states: dict[tuple[str, str], _State] = {}
@@ -300,7 +311,7 @@ def _chain_flow(
 
 
 def _search_flow(
-    request: milvus_pb2.SearchRequest, function: Function, state: _State, config: ProviderConfig = EMPTY
+    request: milvus_pb2.SearchRequest, function: Function, state: _State, config: ProviderConfig = NO_PROVIDER_CONFIG
 ) -> tuple[Flow, int]:
     """The flow of a search and its limit, from what the SDK encoded (what ``MilvusClient.search`` is given)."""
     kv = _kv(request.search_params)
@@ -327,7 +338,7 @@ def _hybrid_flow(
     subs: list[milvus_pb2.SearchRequest],
     function: Function,
     state: _State,
-    config: ProviderConfig = EMPTY,
+    config: ProviderConfig = NO_PROVIDER_CONFIG,
 ) -> tuple[Flow, int]:
     """The flow of a hybrid search and its limit, from what the SDK encoded."""
     reqs = []

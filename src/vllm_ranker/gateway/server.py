@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from vllm_ranker.core.endpoint_policy import EndpointPolicy
+from vllm_ranker.core import EndpointPolicy
 from vllm_ranker.provider_settings import ConfigSource, load_provider_config
 
 from .backend import MESSAGE_OPTIONS, Backend, LiteServer, grpc_target, is_lite_file

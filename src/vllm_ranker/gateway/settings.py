@@ -3,7 +3,7 @@ a user can cause. Standard library only, so ``vllm-ranker gateway --help`` impor
 
 from __future__ import annotations
 
-from vllm_ranker.tools.errors import UserError
+from vllm_ranker.user_error import UserError
 
 DEFAULT_WORKERS = 64
 DEFAULT_GRACE_S = 10.0

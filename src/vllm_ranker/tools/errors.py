@@ -1,7 +1,7 @@
 """The tools' own errors (ingest, eval, bench, demo), a branch apart from the ranker's ``RerankError``, under the
 base of every failure a user of the command line can cause or meet.
 
-UserError                       a failure the user can act on: the command line prints it alone, never as a bug
+UserError                       a failure the user can act on (``vllm_ranker.user_error``), never printed as a bug
 ├── (the command line's UsageError, the gateway's GatewayError, the page's UiUnavailable)
 └── ToolError                   every failure of a tool
     ├── ToolInputError          a file, flag value or argument given to a tool cannot work; says what to change
@@ -13,12 +13,7 @@ UserError                       a failure the user can act on: the command line 
 
 from __future__ import annotations
 
-
-class UserError(Exception):
-    """A failure a user can cause or meet (bad input, files, ports, services, missing extras), with a message that
-    says what to change. The command line prints it as its ``error:`` line (the lines after the first, e.g. install
-    commands, kept as written) and never asks for a bug report. The rooms' own errors derive from it, so the command
-    line needs no list of them; this module imports nothing, so any room can."""
+from vllm_ranker.user_error import UserError
 
 
 class ToolError(UserError):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vllm_ranker.stats import RerankStats
+from vllm_ranker import RerankStats
 from vllm_ranker.tools.errors import ToolInputError
 
 # pymilvus and the collection's layout (tools.ingest, which needs pymilvus) are imported where a search is made:
@@ -23,7 +23,7 @@ from vllm_ranker.tools.errors import ToolInputError
 if TYPE_CHECKING:
     from pymilvus import Function
 
-    from vllm_ranker.milvus import MilvusClient
+    from vllm_ranker import MilvusClient
 
 FIRST_STAGES = ("bm25", "dense", "hybrid")
 ALL_PIPELINES = ("bm25", "dense", "hybrid", "bm25+rerank", "dense+rerank", "hybrid+rerank")

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from vllm_ranker.local_servers import is_loopback
-from vllm_ranker.tools.errors import UserError
+from vllm_ranker.user_error import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
