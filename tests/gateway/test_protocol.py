@@ -104,8 +104,20 @@ def test_tls(gw_backend: str, tls_files: tuple[Path, Path, Path], server: Rerank
             client.close()
 
 
-def test_streaming_methods_are_relayed_with_the_backends_code(gateway: Gateway, gw_backend: str) -> None:
-    """DumpMessages streams answers; CreateReplicateStream streams both ways (Milvus Lite implements neither)."""
+@pytest.fixture(scope="module")
+def unspliced(gw_backend: str) -> Iterator[Gateway]:
+    """The gRPC server alone (no splicing front): proxy.py's handler serves every call, streaming ones included."""
+    with Gateway(gw_backend, port=0, grace=1.0, splice=False) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize("path", ["gateway", "unspliced"])
+def test_streaming_methods_are_relayed_with_the_backends_code(
+    request: pytest.FixtureRequest, gw_backend: str, path: str
+) -> None:
+    """DumpMessages streams answers; CreateReplicateStream streams both ways (Milvus Lite implements neither). The
+    front splices them to the backend; the gRPC server relays them message by message (``_streaming_handler``)."""
+    gateway: Gateway = request.getfixturevalue(path)
     codes = []
     for uri in (gateway.uri, gw_backend):
         with grpc.insecure_channel(uri.removeprefix("http://")) as channel:

@@ -152,3 +152,18 @@ def test_a_backends_push_promise_reaches_the_sdk_whole(pool: ThreadPoolExecutor)
         assert front.client.data.endswith(promise)
 
     run(pool, test)
+
+
+def test_settle_fails_while_a_call_is_unanswered(pool: ThreadPoolExecutor) -> None:
+    """The harness's own check: a call the front never answers fails the test in ``settle``, not passes it."""
+
+    async def test(front: Front) -> None:
+        front.handler.gate.clear()  # the handler waits: the call stays unanswered
+        front.send(front.request(1, SEARCH, b"ours"))
+        with pytest.raises(AssertionError, match=r"calls still unanswered: \[1\]"):
+            await settle(front, limit=0.2)
+        front.handler.gate.set()
+        await settle(front)
+        assert front.handler.served == [b"ours"]
+
+    run(pool, test)
