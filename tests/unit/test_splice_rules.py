@@ -270,6 +270,30 @@ def test_g_the_backends_malformed_frames_are_refused_too(pool: ThreadPoolExecuto
     run(pool, test)
 
 
+def test_g_the_backend_keeps_a_larger_frame_size_until_the_sdks_smaller_one_is_acknowledged(
+    pool: ThreadPoolExecutor,
+) -> None:
+    """Found by the front fuzz: the SDK lowered SETTINGS_MAX_FRAME_SIZE while the backend's answer, in frames the
+    old size allowed, was on its way; the backend is held to the new size once it acknowledged it, not before."""
+
+    async def test(front: Front) -> None:
+        ack = wire.frame(wire.SETTINGS, wire.ACK, 0)
+        front.send(_setting(wire.SETTINGS_MAX_FRAME_SIZE, 32768))
+        front.splice.from_backend(ack * 2)  # the harness's preface SETTINGS, then these
+        front.send(front.headers(1, OTHER, end=True))
+        front.splice.from_backend(wire.frame(wire.HEADERS, wire.END_HEADERS, 1, RESPONSE))
+        front.send(_setting(wire.SETTINGS_MAX_FRAME_SIZE, wire.MAX_FRAME))
+        large = wire.frame(wire.DATA, 0, 1, b"x" * 20000)
+        front.splice.from_backend(large)  # sent before the backend read the SDK's new SETTINGS
+        assert front.client.data.endswith(large)
+        front.splice.from_backend(ack)
+        with pytest.raises(wire.ProtocolError) as caught:
+            front.splice.from_backend(large)
+        assert caught.value.code == wire.FRAME_SIZE_ERROR
+
+    run(pool, test)
+
+
 # H: the backend's GOAWAY lets the front's calls finish, and no stream is left hanging
 
 
@@ -384,6 +408,30 @@ def test_answers_wait_for_the_sdks_stream_window(pool: ThreadPoolExecutor) -> No
         answer = front.answers()[1]
         assert b"".join(p for p in answer if isinstance(p, bytes)) == grpc_body(b"a" * 996 + b"sruo")
         assert answer[-1] == {b"grpc-status": b"0"}
+
+    run(pool, test)
+
+
+def test_a_larger_initial_window_counts_for_answers_once_the_sdk_has_the_ack(pool: ThreadPoolExecutor) -> None:
+    """The SDK may count by its old SETTINGS_INITIAL_WINDOW_SIZE until it gets the ACK (RFC 9113 §6.5.3), which the
+    backend sends: the rest of an answer waiting for its stream window goes after that ACK, not before."""
+
+    async def test(front: Front) -> None:
+        front.send(_setting(wire.SETTINGS_INITIAL_WINDOW_SIZE, 100))  # smaller: counted at once
+        front.send(front.request(1, SEARCH, b"ours" + b"a" * 996))
+        for _ in range(100):
+            if front.answers().get(1):
+                break
+            await asyncio.sleep(0.01)
+        assert sum(len(p) for p in front.answers()[1] if isinstance(p, bytes)) == 100
+        front.send(_setting(wire.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20))
+        assert sum(len(p) for p in front.answers()[1] if isinstance(p, bytes)) == 100
+        ack = wire.frame(wire.SETTINGS, wire.ACK, 0)
+        front.splice.from_backend(ack * 3)  # the harness's preface SETTINGS', the 100's, then the 1 MiB's
+        kinds = front.client.kinds()
+        acks = [i for i, (kind, _) in enumerate(kinds) if kind == wire.SETTINGS]
+        assert (wire.DATA, 1) not in kinds[acks[0] : acks[2]]  # still 100 until the last ACK
+        assert b"".join(p for p in front.answers()[1] if isinstance(p, bytes)) == grpc_body(b"a" * 996 + b"sruo")
 
     run(pool, test)
 

@@ -58,8 +58,6 @@ class Splice(BackendSide):
         self._blocked: dict[int, Stream] = {}  # answers waiting for the SDK's window
         self._answered: OrderedDict[int, None] = OrderedDict()  # local streams ended: late frames are dropped
         self._last_stream = 0  # the highest stream the SDK opened
-        self._client_max_frame = wire.MAX_FRAME
-        self._client_header_list: int | None = None  # the SDK's SETTINGS_MAX_HEADER_LIST_SIZE
         self.closed = False
         BackendSide.__init__(self)
 
@@ -225,8 +223,8 @@ class Splice(BackendSide):
 
     def _release(self, s: Stream) -> None:
         self._release_withheld()
-        for raw in s.frames:
-            self._to_backend(raw[3], raw[4], s.id, raw)
+        for raw in s.frames:  # DATA frames, and trailers as a whole block: END_HEADERS is in its last frame
+            self._to_backend(raw[3], raw[4] | wire.END_HEADERS, s.id, raw)
         self.books.held -= s.flow
         s.frames, s.data, s.flow, s.state = [], [], 0, State.PASSING
 
@@ -258,19 +256,13 @@ class Splice(BackendSide):
         self._dispatch(s, payload)
 
     def _client_settings(self, payload: bytes) -> None:
-        for key, value in wire.settings(payload):
-            if key == wire.SETTINGS_INITIAL_WINDOW_SIZE:
-                for s in self._streams.values():
-                    if s.state is State.LOCAL:
-                        s.window += value - self.books.client_initial
-                        if s.window > wire.MAX_WINDOW:
-                            raise wire.ProtocolError(wire.FLOW_CONTROL_ERROR, f"stream {s.id}'s window passed 2^31-1")
-                self.books.client_initial = value
-            elif key == wire.SETTINGS_MAX_FRAME_SIZE:
-                self._client_max_frame = value
-            elif key == wire.SETTINGS_MAX_HEADER_LIST_SIZE:
-                self._client_header_list = value
+        values = dict(wire.settings(payload))  # a later value of a setting overrides an earlier one (§6.5.3)
+        growth = values.get(wire.SETTINGS_INITIAL_WINDOW_SIZE, self.books.client_initial) - self.books.client_initial
+        for s in self._streams.values():  # refused when the SDK sends it, though counted once acknowledged (§6.9.2)
+            if s.state is State.LOCAL and s.window + growth > wire.MAX_WINDOW:
+                raise wire.ProtocolError(wire.FLOW_CONTROL_ERROR, f"stream {s.id}'s window passed 2^31-1")
         self._to_backend(wire.SETTINGS, 0, 0, wire.frame(wire.SETTINGS, 0, 0, wire.without_header_table(payload)))
+        self._move_answer_windows(self.books.client_settings(values))  # counted as the Ledger says
         self._flush_waiting()
 
     def _client_credit(self, stream: int, increment: int, raw: bytes) -> None:
@@ -338,7 +330,7 @@ class Splice(BackendSide):
     def _answer(self, s: Stream, result: Result) -> None:
         if self.closed or self._streams.get(s.id) is not s:
             return  # the SDK reset the stream or hung up
-        s.head, s.body, s.tail = answer_frames(s.id, result, self._client_header_list)
+        s.head, s.body, s.tail = answer_frames(s.id, result, self.books.client_header_list)
         self._flush_answer(s)
 
     def _flush_answer(self, s: Stream) -> None:
@@ -365,11 +357,7 @@ class Splice(BackendSide):
             self.down.own(written)
 
     def _flush_waiting(self) -> None:
-        for s in list(self._blocked.values()):
-            if self._streams.get(s.id) is s:
-                self._flush_answer(s)
-            else:
-                del self._blocked[s.id]
+        self._flush_blocked()
         self.drain_queued()
 
     def _remember(self, stream: int) -> None:

@@ -33,9 +33,9 @@ class BackendSide:
     down: Outbox
     books: Ledger
     _streams: dict[int, Stream]
+    _blocked: dict[int, Stream]
     _answered: OrderedDict[int, None]
     _last_stream: int
-    _client_max_frame: int
     _blocks: HeaderBlocks
     handler: GatewayHandler
 
@@ -58,12 +58,15 @@ class BackendSide:
     def settle(self) -> None:
         raise NotImplementedError
 
+    def _flush_answer(self, s: Stream) -> None:
+        raise NotImplementedError
+
     def from_backend(self, data: bytes) -> None:
         frames, self._down_rest = wire.cut(self._down_rest + data)
-        if wire.pending_length(self._down_rest) > self._client_max_frame:
+        if wire.pending_length(self._down_rest) > self.books.client_max_frame:
             raise wire.ProtocolError(wire.FRAME_SIZE_ERROR, "a frame over the SDK's SETTINGS_MAX_FRAME_SIZE")
         for kind, flags, stream, raw in frames:
-            wire.check(kind, flags, stream, raw, self._client_max_frame)
+            wire.check(kind, flags, stream, raw, self.books.client_max_frame)
             self._queued.append((kind, flags, stream, raw))
             self._queued_size += len(raw)
         if self._queued_size > _QUEUE_LIMIT:
@@ -115,12 +118,36 @@ class BackendSide:
                 self._end(s, b"1")
         elif kind == wire.SETTINGS and not flags & wire.ACK:
             self._backend_settings(raw[9:])
+        elif kind == wire.SETTINGS:  # the ACK of the SDK's SETTINGS: from the next frame on, the SDK counts by them
+            self.down.relay(kind, flags, stream, raw)
+            self._move_answer_windows(self.books.client_settings_acked())
+            return
         elif kind == wire.WINDOW_UPDATE and ours:
             return
         elif kind == wire.GOAWAY:
             self._backend_goaway(*wire.goaway_fields(raw))
             return
         self.down.relay(kind, flags, stream, raw)
+
+    def _flush_blocked(self) -> None:
+        """Write what the SDK's windows now take of the front's answers waiting for them."""
+        for s in list(self._blocked.values()):
+            if self._streams.get(s.id) is s:
+                self._flush_answer(s)
+            else:
+                del self._blocked[s.id]
+
+    def _move_answer_windows(self, delta: int) -> None:
+        """The SDK's initial stream window, as the front counts it (``Ledger.client_initial``), moved: so does the
+        window of each answer of the front's (RFC 9113 §6.9.2), and a larger one lets waiting answers go. (Past
+        2^31-1 only if the SDK credited past it before the ACK: its own error, refused with its next credit.)"""
+        if not delta:
+            return
+        for s in self._streams.values():
+            if s.state is State.LOCAL:
+                s.window += delta
+        if delta > 0:
+            self._flush_blocked()
 
     def _end(self, s: Stream, status: bytes) -> None:
         """A call the backend had ends (its answer's last block, or a reset from either side)."""
