@@ -9,8 +9,9 @@ every other module is internal.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vllm_ranker.values import lazy_face
 
 __version__ = "0.1.0"
 
@@ -56,13 +57,7 @@ if TYPE_CHECKING:
     from vllm_ranker.stats import RerankStats
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vllm_ranker' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once loaded, a plain module attribute
-    return value
+__getattr__ = lazy_face(globals(), {name: (module, name) for name, module in _WHERE.items()})
 
 
 def __dir__() -> list[str]:

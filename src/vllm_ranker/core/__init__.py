@@ -14,8 +14,9 @@ use (PEP 562): ``vllm-ranker gateway --help`` must not pay for pymilvus.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vllm_ranker.values import lazy_face
 
 # name -> (module under vllm_ranker.core, its name there)
 _FACE: dict[str, tuple[str, str]] = {
@@ -96,10 +97,4 @@ if TYPE_CHECKING:
     from vllm_ranker.core.spec import RerankSpec, foreign_provider, is_model_ranker, unknown_everywhere
 
 
-def __getattr__(name: str) -> Any:
-    found = _FACE.get(name)
-    if found is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{found[0]}"), found[1])
-    globals()[name] = value
-    return value
+__getattr__ = lazy_face(globals(), _FACE, within=True)

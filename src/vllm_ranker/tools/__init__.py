@@ -8,8 +8,9 @@ here. They are loaded on first use (PEP 562), so ``vllm-ranker ingest --help`` p
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vllm_ranker.values import lazy_face
 
 # name -> (module under vllm_ranker.tools, its name there)
 _FACE: dict[str, tuple[str, str]] = {
@@ -85,10 +86,4 @@ if TYPE_CHECKING:
     from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 
-def __getattr__(name: str) -> Any:
-    found = _FACE.get(name)
-    if found is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{found[0]}"), found[1])
-    globals()[name] = value
-    return value
+__getattr__ = lazy_face(globals(), _FACE, within=True)
