@@ -276,14 +276,9 @@ class Reranker:
         )
 
 
-def _chain_flow(
-    request: milvus_pb2.SearchRequest,
-    chains: Sequence[schema_pb2.FunctionChain],
-    state: _State,
-    config: ProviderConfig,
-    deadline: float | None,
-) -> tuple[Flow, int]:
-    """The flow of a search with a function chain, from what the SDK encoded (the search's own arguments)."""
+def _search_kwargs(request: milvus_pb2.SearchRequest) -> dict[str, Any]:
+    """What ``MilvusClient.search`` would have been given, from what the SDK encoded: the arguments the flows read,
+    and those they refuse beside a model ranker (core/search_args.py)."""
     kv = _kv(request.search_params)
     offset = _int(kv.get("offset"), 0)
     kwargs: dict[str, Any] = dict(
@@ -294,9 +289,23 @@ def _chain_flow(
         round_decimal=_int(kv.get("round_decimal"), -1),
         anns_field=kv.get("anns_field") or None,
     )
+    if kv.get("group_by_field"):
+        kwargs["group_by_field"] = kv["group_by_field"]  # the flow refuses grouping with a model ranker
     kwargs.update({key: kv[key] for key in (*ITERATOR_KEYS, "order_by_fields") if kv.get(key)})
     kwargs.update(search_aggregation=request.HasField("search_aggregation") or None)
     kwargs.update(highlighter=request.HasField("highlighter") or None)
+    return kwargs
+
+
+def _chain_flow(
+    request: milvus_pb2.SearchRequest,
+    chains: Sequence[schema_pb2.FunctionChain],
+    state: _State,
+    config: ProviderConfig,
+    deadline: float | None,
+) -> tuple[Flow, int]:
+    """The flow of a search with a function chain."""
+    kwargs = _search_kwargs(request)
     flow = chain_flow(
         state.schemas,
         request.collection_name,
@@ -313,22 +322,8 @@ def _chain_flow(
 def _search_flow(
     request: milvus_pb2.SearchRequest, function: Function, state: _State, config: ProviderConfig = NO_PROVIDER_CONFIG
 ) -> tuple[Flow, int]:
-    """The flow of a search and its limit, from what the SDK encoded (what ``MilvusClient.search`` is given)."""
-    kv = _kv(request.search_params)
-    offset = _int(kv.get("offset"), 0)
-    kwargs: dict[str, Any] = dict(
-        data=_queries_data(request.placeholder_group, request.nq, request.ids),
-        limit=_int(kv.get("topk"), 10),
-        output_fields=list(request.output_fields),
-        search_params={"offset": offset} if offset else {},
-        round_decimal=_int(kv.get("round_decimal"), -1),
-    )
-    if kv.get("group_by_field"):
-        kwargs["group_by_field"] = kv["group_by_field"]  # the flow refuses grouping with a model ranker
-    # And what it refuses beside a model ranker (core/search_args.py), as the SDK encoded it.
-    kwargs.update({key: kv[key] for key in (*ITERATOR_KEYS, "order_by_fields") if kv.get(key)})
-    kwargs.update(search_aggregation=request.HasField("search_aggregation") or None)
-    kwargs.update(highlighter=request.HasField("highlighter") or None)
+    """The flow of a search with a model ranker, and its limit."""
+    kwargs = _search_kwargs(request)
     flow = search_flow(state.schemas, request.collection_name, function, kwargs, state.scores, config=config)
     return flow, kwargs["limit"]
 
