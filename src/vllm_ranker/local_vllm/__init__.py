@@ -8,7 +8,9 @@ says), keeps PID and log files for detached servers (``pid_files.py``), runs an 
 ports and process groups are ``vllm_ranker.local_servers``'.
 """
 
-from vllm_ranker.local_vllm import install
+import importlib
+from typing import Any
+
 from vllm_ranker.local_vllm.launch import VLLMLaunch
 from vllm_ranker.local_vllm.model_kind import (
     BI_ENCODER,
@@ -85,3 +87,11 @@ __all__ = [
     "state_dir",
     "stop_pid",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `install` is also run as `python -m vllm_ranker.local_vllm.install` (scripts/install-vllm.sh): imported here
+    # up front, runpy would warn that it ran a module already imported. So it is loaded on first use.
+    if name == "install":
+        return importlib.import_module(f"{__name__}.install")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
