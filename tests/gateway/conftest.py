@@ -9,6 +9,7 @@ import pymilvus
 import pytest
 
 from tests.conftest import CORPUS, create_docs_collection
+from tests.gateway.recording_backend import RecordingBackend
 from vllm_ranker import MilvusClient
 from vllm_ranker.gateway import Gateway
 from vllm_ranker.testing import RerankServer, milvus_lite_server
@@ -50,3 +51,11 @@ def direct(gw_backend: str, plain: pymilvus.MilvusClient) -> Iterator[pymilvus.M
     client = pymilvus.MilvusClient(uri=gw_backend)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def recorded(gw_backend: str, plain: pymilvus.MilvusClient) -> Iterator[RecordingBackend]:
+    """A backend recording the calls it passes on to the session's Milvus Lite (recording_backend.py)."""
+    backend = RecordingBackend(gw_backend).start()
+    yield backend
+    backend.close()

@@ -12,9 +12,7 @@ search beside it shows the log does fill (the test can fail). Start-up refusals 
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ import pytest
 from pymilvus.function_chain import FunctionChain, FunctionChainStage, col, fn
 
 from tests.conftest import CORPUS, rerank_function, rerank_requests
+from tests.gateway import certificates
 from vllm_ranker.core.endpoint_policy import EndpointPolicy
 from vllm_ranker.gateway import Gateway
 from vllm_ranker.gateway.audit import AUDIT_LOGGER
@@ -150,18 +149,12 @@ def test_a_name_resolving_to_a_denied_address_gets_no_connection(
     assert forbidden.accepted == []
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="the recipe's certificate is made with openssl")
+@certificates.needs_openssl
 def test_the_documented_recipe_tls_policy_no_token(
     gw_backend: str, plain: pymilvus.MilvusClient, server: RerankServer, tmp_path: Path
 ) -> None:
     # docs/security.md's recipe as written: a self-signed certificate, TLS, a policy, no --token; each caller its own.
-    key, cert = tmp_path / "gw.key", tmp_path / "gw.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=gateway.internal",
-         "-addext", "subjectAltName=DNS:gateway.internal,DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = certificates.self_signed(tmp_path)
     policy = EndpointPolicy.parse([server.endpoint])
     with Gateway(
         gw_backend, host="0.0.0.0", port=0, grace=1.0, tls_cert=str(cert), tls_key=str(key), endpoint_policy=policy

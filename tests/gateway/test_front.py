@@ -36,13 +36,6 @@ SHOW_COLLECTIONS = "/milvus.proto.milvus.MilvusService/ShowCollections"
 
 
 @pytest.fixture(scope="module")
-def recorded(gw_backend: str, plain: pymilvus.MilvusClient) -> Iterator[RecordingBackend]:
-    backend = RecordingBackend(gw_backend).start()
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
 def fronted(recorded: RecordingBackend) -> Iterator[Gateway]:
     """A gateway with its front (the default), in front of the recording backend."""
     with Gateway(recorded.uri, port=0, grace=1.0) as gw:

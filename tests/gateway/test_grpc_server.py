@@ -12,8 +12,6 @@ its port, it is also the backend that goes away.
 from __future__ import annotations
 
 import base64
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +22,8 @@ import pymilvus
 import pytest
 
 from tests.conftest import rerank_function, rerank_requests
+from tests.gateway import certificates
+from tests.gateway.certificates import needs_openssl
 from tests.gateway.recording_backend import RecordingBackend
 from tests.gateway.test_pymilvus import QUERIES, rows
 from vllm_ranker import MilvusClient
@@ -34,7 +34,6 @@ DUMP_MESSAGES = "/milvus.proto.milvus.MilvusService/DumpMessages"  # server-stre
 GATEWAY_TOKEN = "gateway:Gw-token-1"
 CALLER_TOKEN = "alice:Alice-pw-2"
 PLAIN_SEARCH: dict[str, Any] = dict(data=QUERIES, anns_field="sparse_vector", limit=5, output_fields=["document"])
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the certificate is made with openssl")
 
 
 def authorization(token: str) -> str:
@@ -53,28 +52,13 @@ def dump_messages(channel: grpc.Channel) -> grpc.RpcError:
     return caught.value
 
 
-@pytest.fixture(scope="module")
-def recorded(gw_backend: str, plain: pymilvus.MilvusClient) -> Iterator[RecordingBackend]:
-    backend = RecordingBackend(gw_backend).start()
-    yield backend
-    backend.close()
-
-
 # TLS
 
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(certificate, key): docs/security.md's self-signed openssl certificate, as test_exposure.py makes it."""
-    folder = tmp_path_factory.mktemp("grpc-server-tls")
-    key, cert = folder / "gw.key", folder / "gw.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=gateway.internal",
-         "-addext", "subjectAltName=DNS:gateway.internal,DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return certificates.self_signed(tmp_path_factory.mktemp("grpc-server-tls"))
 
 
 @pytest.fixture(scope="module")
