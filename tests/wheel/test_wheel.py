@@ -25,6 +25,9 @@ NEEDED = (  # what the package opens by path at run time, beside its modules
     "vllm_ranker/local_vllm/install.py",
     "vllm_ranker/local_vllm/_vllm_launcher.py",
     "vllm_ranker/local_vllm/_port_forwarder.py",
+    "vllm_ranker/local_vllm/templates/qwen3_reranker.jinja",
+    "vllm_ranker/local_vllm/templates/bge_reranker_v2_gemma.jinja",
+    "vllm_ranker/local_vllm/templates/mxbai_rerank_v2.jinja",
 )
 MISSING_VENV = "/nonexistent/vllm-venv"
 

@@ -156,14 +156,16 @@ def collection_name(args: argparse.Namespace, corpus: str | None) -> str:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the embedder and the reranker answer, and what kind of model reranks (cross-encoder, bi-encoder,
-    unknown: see vllm_ranker.local_vllm.model_kind)."""
+    """Where the embedder and the reranker answer, and what kind of model reranks (cross-encoder, llm-reranker,
+    late-interaction, bi-encoder, unknown) of which family (qwen3-reranker, ...: vllm_ranker.local_vllm's
+    RERANKER_FAMILIES)."""
 
     embeddings: str
     rerank: str
     rerank_kind: str = "unknown"
     rerank_model: str | None = None
     local: bool = False  # the reranker is the local one (started or reused here)
+    rerank_family: str = "unknown"
 
     def __str__(self) -> str:  # the embeddings URL, as the tools used the single endpoint
         return self.embeddings
@@ -206,6 +208,8 @@ def rerank_endpoints(console: Console, args: argparse.Namespace) -> Iterator[End
         )
         if pair.plan.note:
             console.print(f"[yellow]note:[/] {pair.plan.note}", highlight=False)
+        if pair.plan.recognised:
+            console.print(f"reranker: {pair.plan.recognised}", highlight=False, markup=False)
     found = Endpoints(pair.embedder.endpoint, pair.rerank_endpoint, local=True)
     _announce(console, found, " (already running)" if embed_reused and rerank_reused else "")
     with _stopped_unless_kept(args, pair.stop):
@@ -269,12 +273,12 @@ def _with_kind(args: argparse.Namespace, found: Endpoints) -> Endpoints:
     """The rerank model's name and kind, from the server's /v1/models and the model's config (vLLM only)."""
     if getattr(args, "rerank_provider", "vllm") != "vllm":
         return found
-    from vllm_ranker.local_vllm import served_model_kind
+    from vllm_ranker.local_vllm import served_reranker
 
     # A local reranker serves one model: ask it; otherwise --rerank-model names the model sent to the provider.
     name = None if found.local else getattr(args, "rerank_model", None)
-    served, kind = served_model_kind(found.rerank, name)
-    return Endpoints(found.embeddings, found.rerank, kind, served or name, found.local)
+    served, family, kind = served_reranker(found.rerank, name)
+    return Endpoints(found.embeddings, found.rerank, kind, served or name, found.local, family)
 
 
 def progress_bar(console: Console, *, transient: bool = False) -> Progress:

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
                     "rerank_provider": rerank.provider,
                     "endpoints": list(rerank.endpoints),
                     "rerank_model_kind": endpoint.rerank_kind,
+                    "rerank_model_family": endpoint.rerank_family,
                 }
                 report = run_bench(
                     searcher,

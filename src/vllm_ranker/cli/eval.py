@@ -177,6 +177,7 @@ def _evaluate_one(
                 "rerank_endpoints": list(rerank.endpoints),
                 "rerank_model": rerank.model or endpoints.rerank_model,
                 "rerank_model_kind": endpoints.rerank_kind,
+                "rerank_model_family": endpoints.rerank_family,
                 "window": rerank.window,
                 "depth": 100,
                 "max_batch": rerank.max_batch,

@@ -3,6 +3,7 @@
     vllm-ranker serve                         # embedder on 127.0.0.1:8000, reranker on 127.0.0.1:8001
     vllm-ranker serve --rerank-model ./my-cross-encoder -- --dtype float32
     vllm-ranker serve --rerank-model same     # one process: the embedder reranks too (little memory)
+    vllm-ranker serve --rerank-model Qwen/Qwen3-Reranker-0.6B   # an LLM reranker: its overrides and prompt added
     vllm-ranker serve --detach                # keep running in the background
     vllm-ranker serve --stop                  # stop the servers started with this command
 
@@ -11,12 +12,18 @@ vLLM serves one model per process: the embedder (--embed-model, default the pack
 Hugging Face cache or the hub) answers /v1/rerank, /rerank, /v2/rerank and /score on --rerank-port. When that model
 cannot be had (offline, not cached) the embedder reranks too, and serve says so: a bi-encoder's rerank only re-sorts
 by the cosine of its embeddings.
+
+The reranker's family decides the flags its vLLM gets (one line says which): a cross-encoder runs as it is; an LLM
+reranker (Qwen3-Reranker, bge-reranker-v2-gemma, mxbai-rerank-v2, recognised by config.json and name) gets the
+--hf-overrides that make its answer token the score, its prompt template and a --max-model-len its KV cache fits; a
+decoder model no family knows is refused (--rerank-family or --hf-overrides serve it anyway).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import signal
 import sys
@@ -39,6 +46,7 @@ from vllm_ranker.local_vllm import (
     DEFAULT_RERANK_MODEL,
     ENV_STATE_DIR,
     ENV_VLLM_VENV,
+    RERANKER_FAMILIES,
     ManagedVLLM,
     ServedPair,
     VLLMLaunch,
@@ -74,6 +82,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--rerank-model",
         help=f"the reranker: a directory or hub id (default: {DEFAULT_RERANK_MODEL}, from the Hugging Face cache "
         "or the hub; when it cannot be had the embedder reranks); 'same': the embedder reranks (one process)",
+    )
+    parser.add_argument(
+        "--rerank-family",
+        choices=[f.name for f in RERANKER_FAMILIES if f.name != "unknown"],
+        help="serve the reranker as this family instead of recognising it (its flags: docs/local-vllm.md)",
+    )
+    parser.add_argument(
+        "--hf-overrides",
+        type=_json_object,
+        metavar="JSON",
+        help="vLLM's --hf-overrides for the reranker only, over its family's (the keys given win); serves a decoder "
+        "model no family knows",
+    )
+    parser.add_argument(
+        "--rerank-instruction",
+        metavar="TEXT",
+        help="the instruction an LLM reranker's prompt carries (default: its family's, e.g. Qwen3-Reranker's 'Given "
+        "a web search query, retrieve relevant passages that answer the query'); a request's own wins",
     )
     parser.add_argument(
         "--served-model-name",
@@ -124,6 +150,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    """argparse type: a JSON object (what vLLM's --hf-overrides takes)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            'a JSON object is needed, e.g. {"architectures": ["...ForSequenceClassification"]}'
+        )
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``vllm-ranker serve`` with parsed *args*; returns the exit code."""
     # soft_wrap: never break the printed commands, URLs and paths across lines.
@@ -155,9 +194,22 @@ def run(args: argparse.Namespace) -> int:
     launch = VLLMLaunch(args.vllm_venv, args.host, args.max_model_len, tuple(args.vllm_args), args.detach)
     embedder = launch.server(args.embed_model, port=port, served_model_name=args.served_model_name)
     # Decided before anything starts: a vLLM start that fails on a model it cannot download costs a minute.
-    plan = plan_reranker(args.rerank_model, model_kind(args.embed_model) if args.embed_model else "bi-encoder")
+    own = (args.rerank_family, args.hf_overrides, args.rerank_instruction)
+    if args.rerank_model == "same" and any(v is not None for v in own):
+        raise UsageError(
+            "--rerank-family, --hf-overrides and --rerank-instruction need a reranker of its own, not same"
+        )
+    plan = plan_reranker(
+        args.rerank_model,
+        model_kind(args.embed_model) if args.embed_model else "bi-encoder",
+        family=args.rerank_family,
+        hf_overrides=args.hf_overrides,
+        instruction=args.rerank_instruction,
+    )
     if plan.note:
         err.print(f"note: {plan.note}", highlight=False, markup=False)
+    if plan.recognised:
+        err.print(f"reranker: {plan.recognised}", highlight=False, markup=False)
     pair = ServedPair(embedder, plan, rerank_port=rerank_port)
     # Stop signals are handled from before the launch, so none can land in a window
     # where vLLM runs but nobody is there to stop it.

@@ -26,9 +26,15 @@ class VLLMLaunch:
     detach: bool = False
 
     def server(
-        self, model: str | os.PathLike[str] | None, *, port: int, served_model_name: str | None = None
+        self,
+        model: str | os.PathLike[str] | None,
+        *,
+        port: int,
+        served_model_name: str | None = None,
+        model_args: tuple[str, ...] = (),
     ) -> ManagedVLLM:
-        """A (not yet started) server of *model* on *port*, launched this way."""
+        """A (not yet started) server of *model* on *port*, launched this way; *model_args*: what the model needs
+        (a reranker family's flags)."""
         from vllm_ranker.local_vllm.server import ManagedVLLM  # server.py imports this module
 
         return ManagedVLLM(
@@ -39,5 +45,6 @@ class VLLMLaunch:
             served_model_name=served_model_name,
             max_model_len=self.max_model_len,
             extra_args=self.extra_args,
+            model_args=model_args,
             detach=self.detach,
         )

@@ -5,12 +5,12 @@ with vLLM's pooling runner answers ``/v1/rerank`` with the cosine of its embeddi
 re-sorts candidates by the same cosine a dense search already used. The kind is read from the model's
 ``config.json`` (``architectures``): a local directory, the Hugging Face cache (the hub's own layout,
 ``models--org--name/snapshots/<rev>/``), or, for a running server, the ``root`` that vLLM's ``/v1/models`` lists.
-A remote server whose model files are not on this machine is of kind ``unknown``.
+A remote server whose model files are not on this machine is of kind ``unknown``. The kinds and families
+themselves (LLM rerankers, late interaction, ...) are reranker_families.py's table.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import urllib.request
@@ -82,43 +82,49 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return bool(answered and answered[0])
 
 
-def kind_of_config(config_file: Path) -> str:
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return UNKNOWN
-    architectures = config.get("architectures") if isinstance(config, dict) else None
-    if not isinstance(architectures, list) or not architectures:
-        return UNKNOWN
-    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
-        return CROSS_ENCODER
-    return BI_ENCODER
-
-
 def model_kind(model: str | os.PathLike[str]) -> str:
-    """The kind of a model given as a directory or a hub id found in the cache; ``unknown`` otherwise."""
-    path = Path(model).expanduser()
-    if (path / "config.json").is_file():
-        return kind_of_config(path / "config.json")
-    name = os.fspath(model)
-    snapshot = cached_snapshot(name) if looks_like_hub_id(name) else None
-    return kind_of_config(snapshot / "config.json") if snapshot is not None else UNKNOWN
+    """The kind of a model given as a directory or a hub id (its config.json: the directory's or the cache's),
+    as the reranker families recognise it; ``unknown`` when it cannot be read or no family knows the decoder."""
+    return _recognised(model)[1]
+
+
+def model_family(model: str | os.PathLike[str]) -> str:
+    """The reranker family of a model (reranker_families.py's rows), ``unknown`` as for ``model_kind``."""
+    return _recognised(model)[0]
+
+
+def _recognised(model: str | os.PathLike[str]) -> tuple[str, str]:
+    # reranker_families imports this module's cache helpers, so it is imported here, when first asked.
+    from vllm_ranker.local_vllm.reranker_families import UnrecognisedReranker, recognise_reranker
+
+    try:
+        family = recognise_reranker(model)
+    except UnrecognisedReranker:
+        return (UNKNOWN, UNKNOWN)
+    return (family.name, family.kind)
 
 
 def served_model_kind(endpoint: str, model: str | None = None, timeout: float = 5.0) -> tuple[str, str]:
-    """(model name, kind) of what a running OpenAI-compatible server serves (*model*, else its first model).
+    """(model name, kind) of what a running OpenAI-compatible server serves (*model*, else its first model)."""
+    name, _, kind = served_reranker(endpoint, model, timeout)
+    return (name, kind)
 
-    vLLM lists each model's ``root`` (the directory or hub id it loaded): its config.json decides. Anything that
-    cannot be looked at (no /v1/models, a remote root) is ``unknown``.
+
+def served_reranker(endpoint: str, model: str | None = None, timeout: float = 5.0) -> tuple[str, str, str]:
+    """(model name, family, kind) of what a running OpenAI-compatible server serves (*model*, else its first).
+
+    vLLM lists each model's ``root`` (the directory or hub id it loaded): its config.json and name decide. Anything
+    that cannot be looked at (no /v1/models, a remote root) is ``unknown``.
     """
     try:
         body = _get_json(endpoint.rstrip("/") + "/v1/models", timeout)
     except (OSError, ValueError):
-        return (model or "", UNKNOWN)
+        return (model or "", UNKNOWN, UNKNOWN)
     entries = [m for m in body.get("data", []) if isinstance(m, dict)] if isinstance(body, dict) else []
     entry = next((m for m in entries if model is None or m.get("id") == model), None)
     if entry is None:
-        return (model or "", UNKNOWN)
+        return (model or "", UNKNOWN, UNKNOWN)
     name = str(entry.get("id"))
     root = entry.get("root")
-    return (name, model_kind(str(root)) if root else UNKNOWN)
+    family, kind = _recognised(str(root)) if root else (UNKNOWN, UNKNOWN)
+    return (name, family, kind)

@@ -14,9 +14,10 @@ import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vllm_ranker.local_servers import free_port, port_in_use, signal_group, url_host
 from vllm_ranker.local_vllm.model_kind import (
@@ -31,6 +32,7 @@ from vllm_ranker.local_vllm.model_kind import (
 )
 from vllm_ranker.local_vllm.network import is_healthy
 from vllm_ranker.local_vllm.pid_files import log_file_path, pid_file_path, read_pid_file
+from vllm_ranker.local_vllm.reranker_families import recognise
 from vllm_ranker.local_vllm.server import ManagedVLLM
 from vllm_ranker.local_vllm.venv import VLLMStartError
 
@@ -48,23 +50,36 @@ class RerankPlan:
     served_name: str | None
     kind: str
     note: str | None = None  # the one line serve prints when the embedder reranks
+    family: str | None = None  # its reranker family (reranker_families.py), when it has a vLLM of its own
+    model_args: tuple[str, ...] = ()  # the flags that family adds to `vllm serve`
+    recognised: str | None = None  # the one line serve prints: family, kind, the flags it adds
 
 
-def plan_reranker(rerank_model: str | None, embed_kind: str = BI_ENCODER) -> RerankPlan:
-    """Decide without starting anything (a vLLM start that fails on a missing model costs a minute)."""
+def plan_reranker(
+    rerank_model: str | None,
+    embed_kind: str = BI_ENCODER,
+    *,
+    family: str | None = None,
+    hf_overrides: Mapping[str, Any] | None = None,
+    instruction: str | None = None,
+) -> RerankPlan:
+    """Decide without starting anything (a vLLM start that fails on a missing model costs a minute). The model's
+    reranker family decides its flags (*family*, *hf_overrides*, *instruction*: serve's --rerank-family,
+    --hf-overrides, --rerank-instruction); a decoder no family knows is refused (UnrecognisedReranker)."""
     wanted = rerank_model or DEFAULT_RERANK_MODEL
     if wanted == SAME:
         return RerankPlan(None, None, embed_kind, f"--rerank-model same: the embedder reranks too; {FALLBACK_NOTE}")
     path = Path(wanted).expanduser()
     if path.is_dir():
-        return RerankPlan(str(path.resolve()), None, model_kind(path))
+        return _own_server(str(path.resolve()), None, wanted, family, hf_overrides, instruction)
     if not looks_like_hub_id(wanted):
         raise VLLMStartError(f"rerank model directory {wanted} does not exist (give a directory or an org/name hub id)")
     snapshot = cached_snapshot(wanted)
     if snapshot is not None:
-        return RerankPlan(str(snapshot), wanted, model_kind(snapshot))
+        return _own_server(str(snapshot), wanted, wanted, family, hf_overrides, instruction)
     if hub_reachable():
-        return RerankPlan(wanted, wanted, "unknown")  # vLLM downloads it; its config decides the kind later
+        # vLLM downloads it: recognised by its name alone (its config is not here yet).
+        return _own_server(wanted, wanted, wanted, family, hf_overrides, instruction)
     where = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
     return RerankPlan(
         None,
@@ -72,6 +87,20 @@ def plan_reranker(rerank_model: str | None, embed_kind: str = BI_ENCODER) -> Rer
         embed_kind,
         f"{wanted} is not in the Hugging Face cache and {where}: the embedder reranks too; {FALLBACK_NOTE}",
     )
+
+
+def _own_server(
+    served: str,
+    served_name: str | None,
+    given: str,
+    family: str | None,
+    hf_overrides: Mapping[str, Any] | None,
+    instruction: str | None,
+) -> RerankPlan:
+    """The plan of a reranker with a vLLM of its own: *served* (a directory or hub id) recognised as *given*."""
+    found = recognise(given, family, hf_overrides)
+    args = tuple(found.family.vllm_args(served, instruction))
+    return RerankPlan(served, served_name, found.family.kind, None, found.family.name, args, found.line(list(args)))
 
 
 class ServedPair:
@@ -85,7 +114,7 @@ class ServedPair:
         if plan.model is not None:
             # The reranker starts as the embedder does (venv, host, vLLM flags, detached or not).
             self.reranker = embedder.launch_settings.server(
-                plan.model, port=rerank_port, served_model_name=plan.served_name
+                plan.model, port=rerank_port, served_model_name=plan.served_name, model_args=plan.model_args
             )
         self.forwarder: subprocess.Popen[bytes] | None = None
 

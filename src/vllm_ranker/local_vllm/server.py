@@ -75,6 +75,7 @@ class ManagedVLLM:
         served_model_name: str | None = None,
         max_model_len: int | None = None,
         extra_args: Sequence[str] = (),
+        model_args: Sequence[str] = (),
         log_file: str | os.PathLike[str] | None = None,
         detach: bool = False,
         env: dict[str, str] | None = None,
@@ -84,6 +85,9 @@ class ManagedVLLM:
         self.venv = venv
         self.max_model_len = max_model_len
         self.extra_args = tuple(extra_args)
+        # What this model needs (its reranker family's flags: reranker_families.py), not part of launch_settings:
+        # a pair's reranker gets the embedder's settings, never its model's flags.
+        self.model_args = tuple(model_args)
         self.detach = detach
         self.extra_env = dict(env or {})
         self._model = None if model is None else os.fspath(model)
@@ -180,8 +184,14 @@ class ManagedVLLM:
         name = self._served_model_name or (DEFAULT_MODEL_NAME if self._model is None else None)
         if name:
             args += ["--served-model-name", name]
+        # The model's flags first, so --max-model-len and the user's passthrough (later on the line: argparse keeps
+        # the last) win over a family's; a family's --max-model-len is left out when the user gave one.
+        model_args = self.model_args
         if self.max_model_len is not None:
-            args += ["--max-model-len", str(self.max_model_len)]
+            model_args = _without_option(model_args, "--max-model-len")
+            args += [*model_args, "--max-model-len", str(self.max_model_len)]
+        else:
+            args += model_args
         if self._install.device == "cpu" and not _names_dtype(self.extra_args):
             args += ["--dtype", cpu_dtype()]
         return [*args, *self.extra_args]
@@ -331,6 +341,20 @@ class ManagedVLLM:
     def __repr__(self) -> str:
         state = "running" if self.running else ("external" if not self._owned else "stopped")
         return f"ManagedVLLM({self.endpoint!r}, model={self._model!r}, {state})"
+
+
+def _without_option(args: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """*args* without ``option VALUE`` (and ``option=VALUE``)."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            kept.append(arg)
+    return tuple(kept)
 
 
 # Owned, non-detached servers still running; stopped at interpreter exit so an

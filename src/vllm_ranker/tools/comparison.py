@@ -24,6 +24,8 @@ RANDOMISATION_SEED = 42
 # What a rerank model is, as the tools say it (see vllm_ranker.local_vllm.model_kind).
 KIND_NOTES = {
     "cross-encoder": "cross-encoder: +rerank scores each (query, document) pair",
+    "llm-reranker": "LLM reranker: +rerank scores each (query, document) pair by its answer token, in its prompt",
+    "late-interaction": "late interaction (ColBERT): +rerank scores by MaxSim over query and document tokens",
     "bi-encoder": "bi-encoder (an embedding model): +rerank only re-sorts by the cosine of its embeddings",
     "unknown": "unknown model kind (no access to the model's config)",
 }

@@ -125,6 +125,7 @@ class EvalReport:
             "metrics": list(METRICS),
             "rerank_model_kind": self.rerank_kind,
             "rerank_model_kind_note": kind_note(self.rerank_kind),
+            "rerank_model_family": str(self.config.get("rerank_model_family") or "unknown"),
             "config": self.config,
             "pipelines": [r.as_dict() for r in self.results],
         }
