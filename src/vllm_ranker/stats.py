@@ -17,6 +17,8 @@ class RerankStats:
     requests: int = 0  # HTTP requests sent, retries included
     retries: int = 0
     failovers: int = 0  # retries sent to another endpoint (several endpoints)
+    chunks: int = 0  # chunks scored (the chunk param; candidates then counts documents)
+    chunk_unit: str = ""  # what a chunk's size counts: "words" (token counting is future work)
     cache_hits: int = 0
     cache_misses: int = 0
     service_seconds: float = 0.0  # summed time spent waiting on the service

@@ -1,5 +1,6 @@
 """The params we add beyond Milvus (cache, rerank_window, score_normalization, min_score, on_failure, endpoint
-ejection), and the typed readers of numeric params that every key-naming message goes through. Pure.
+ejection; chunk, document_template, keep_first_stage and fuse via core/shaping.py), and the typed readers of
+numeric params that every key-naming message goes through. Pure.
 
 Absent, each added param keeps Milvus's behaviour; Milvus ignores unknown keys, so a Function carrying them
 still works on a Milvus server.
@@ -11,6 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from vllm_ranker.core.ordering import NORMALIZATIONS
+from vllm_ranker.core.schema import CollectionInfo
+from vllm_ranker.core.shaping import parse_shaping
 from vllm_ranker.errors import RerankParamError
 from vllm_ranker.values import coercion as values
 
@@ -66,9 +69,10 @@ def request_timeout(params: Mapping[str, Any], call_timeout: float) -> float | N
     return min(milliseconds / 1000, call_timeout)
 
 
-def beyond_milvus(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The opt-in params Milvus does not have; absent, each keeps Milvus's behaviour."""
-    out: dict[str, Any] = {}
+def beyond_milvus(params: Mapping[str, Any], collection: CollectionInfo) -> dict[str, Any]:
+    """The opt-in params Milvus does not have; absent, each keeps Milvus's behaviour. What the model sees and a
+    hit carries (chunk, document_template, keep_first_stage, fuse) is parsed in core/shaping.py."""
+    out: dict[str, Any] = {"shaping": parse_shaping(params, collection)}
     if "cache" in params:
         out["cache"] = converted(
             params,

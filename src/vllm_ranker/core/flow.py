@@ -46,6 +46,7 @@ from vllm_ranker.core.results import make_result
 from vllm_ranker.core.schema import CollectionInfo, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache, document_digest, scope_digest
 from vllm_ranker.core.search_args import ids_count, refuse_beside_model_ranker
+from vllm_ranker.core.shaping import candidates_of, chunk_all, fetch_fields, shape_scores
 from vllm_ranker.core.spec import RerankSpec, parse_ranker
 from vllm_ranker.errors import RerankParamError, RerankServiceError
 from vllm_ranker.stats import RerankStats
@@ -100,37 +101,6 @@ def _spec(
         spec = parse_ranker(ranker, info)
     config.check_endpoints([t.url for t in spec.targets], spec.provider.name)  # before the first-stage search
     return spec, info
-
-
-def _fetch_fields(output_fields: Sequence[str] | None, text_field: str) -> list[str]:
-    fields = list(output_fields or [])
-    if text_field not in fields and "*" not in fields:
-        fields.append(text_field)
-    return fields
-
-
-def _candidates(
-    hits: Any, info: CollectionInfo, text_field: str, output_fields: Sequence[str] | None
-) -> list[Candidate]:
-    keep_text = bool(output_fields) and (text_field in output_fields or "*" in output_fields)  # type: ignore[operator]
-    out: list[Candidate] = []
-    for hit in hits:
-        entity = dict(hit.get("entity") or {})
-        text = entity.get(text_field)
-        if not keep_text:
-            entity.pop(text_field, None)
-        if not output_fields:
-            entity = {}
-        distance = hit.get("distance")
-        out.append(
-            Candidate(
-                hit[info.pk_name],
-                "" if text is None else str(text),
-                entity,
-                float(distance) if isinstance(distance, (int, float)) else 0.0,
-            )
-        )
-    return out
 
 
 def _refuse_grouping(kwargs: Mapping[str, Any]) -> None:
@@ -189,6 +159,20 @@ def _rerank(
         cache.put_many([(k, s) for k, s, f in zip(query_keys, scores, found, strict=True) if f is None], spec.cache_ttl)
         merged.append(scores)
     return merged
+
+
+def _shaped_rerank(
+    spec: RerankSpec,
+    queries: Sequence[str],
+    candidates: list[list[Candidate]],
+    stats: RerankStats,
+    score_cache: ScoreCache | None,
+) -> Generator[Step, Any, list[list[float]] | None]:
+    """``_rerank`` of the documents, or of their chunks (all in the same batches), then shaped (core/shaping.py)."""
+    chunked = chunk_all(candidates, spec.shaping)
+    to_score = candidates if chunked is None else [c.pieces for c in chunked]
+    scores = yield from _rerank(spec, queries, to_score, stats, score_cache)
+    return shape_scores(spec.shaping, candidates, scores, chunked, stats)
 
 
 def _cache_scope(spec: RerankSpec, query: str) -> bytes:
@@ -287,7 +271,7 @@ def search_flow(
     call = dict(
         search_kwargs,
         collection_name=collection_name,
-        output_fields=_fetch_fields(output_fields, spec.text_field),
+        output_fields=fetch_fields(output_fields, spec.text_field, spec.shaping),
     )
     offset, limit = 0, None  # Milvus's semantics: its offset already skipped hits by vector order
     if spec.rerank_window is not None:
@@ -296,8 +280,8 @@ def search_flow(
     started = time.perf_counter()
     (found,) = yield Searches([call])
     stats.search_seconds = time.perf_counter() - started
-    candidates = [_candidates(hits, info, spec.text_field, output_fields) for hits in found]
-    scores = yield from _rerank(spec, queries, candidates, stats, score_cache)
+    candidates = [candidates_of(hits, info.pk_name, spec.text_field, spec.shaping, output_fields) for hits in found]
+    scores = yield from _shaped_rerank(spec, queries, candidates, stats, score_cache)
     ranked = [
         _finish(spec, c, None if scores is None else scores[q], offset, limit, round_decimal)
         for q, c in enumerate(candidates)
@@ -352,7 +336,7 @@ def hybrid_flow(
     offset = int(common.pop("offset", 0) or 0)
     round_decimal = int(common.pop("round_decimal", -1))
     output_fields = common.get("output_fields")
-    fetch = _fetch_fields(output_fields, spec.text_field)
+    fetch = fetch_fields(output_fields, spec.text_field, spec.shaping)
     calls = []
     for req in reqs:
         call = dict(
@@ -373,7 +357,7 @@ def hybrid_flow(
     found = yield Searches(calls)
     stats.search_seconds = time.perf_counter() - started
     candidates = [
-        union_by_pk(_candidates(res[q], info, spec.text_field, output_fields) for res in found)
+        union_by_pk(candidates_of(res[q], info.pk_name, spec.text_field, spec.shaping, output_fields) for res in found)
         for q in range(len(queries))
     ]
     if spec.rerank_window is not None:
@@ -381,7 +365,7 @@ def hybrid_flow(
         # many of the union (first occurrence order) are reranked.
         _check_window(spec.rerank_window, offset, limit)
         candidates = [c[: spec.rerank_window] for c in candidates]
-    scores = yield from _rerank(spec, queries, candidates, stats, score_cache)
+    scores = yield from _shaped_rerank(spec, queries, candidates, stats, score_cache)
     ranked: list[list[ScoredHit]] = [
         _finish(spec, c, None if scores is None else scores[q], offset, limit, round_decimal)
         for q, c in enumerate(candidates)

@@ -18,6 +18,7 @@ class Candidate:
     text: str
     entity: dict[str, Any]
     distance: float = 0.0  # the first-stage score, returned as it is when on_failure=passthrough falls back
+    first_stage: float = 0.0  # that score normalised over its hit list, best 1.0 (fuse: weighted; core/fusion.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from vllm_ranker.core.extra_params import (
     request_timeout,
 )
 from vllm_ranker.core.schema import CollectionInfo
+from vllm_ranker.core.shaping import NO_SHAPING, Shaping
 from vllm_ranker.errors import RerankParamError
 from vllm_ranker.providers import PROVIDERS, UNREACHABLE, Provider, Target
 from vllm_ranker.values import coercion as values
@@ -63,6 +64,7 @@ class RerankSpec:
     on_failure: str = "error"
     eject_after: int = DEFAULT_EJECT_AFTER
     eject_seconds: float = DEFAULT_EJECT_SECONDS
+    shaping: Shaping = NO_SHAPING  # chunk, document_template, keep_first_stage, fuse (core/shaping.py)
 
     def queries_for(self, nq: int, texts: Sequence[Any] | None) -> list[str]:
         """The query text of each of the ``nq`` searched vectors/texts; raises before any search on mismatch."""
@@ -195,7 +197,7 @@ def parse_ranker(function: Function, collection: CollectionInfo, env: Mapping[st
     max_concurrency = int_at_least(
         params, "max_concurrency", DEFAULT_MAX_CONCURRENCY, 1, "requests in flight per call, e.g. 8"
     )
-    beyond = beyond_milvus(params)
+    beyond = beyond_milvus(params, collection)
     tls_verify = parse_tls_verify(params)
 
     # 5. queries
