@@ -136,6 +136,7 @@ class _Steps:
     session_ts: int = 0
     whole_rows: bool = False  # a function chain reads any field: the hits as pymilvus decodes them
     audit: Audit | None = None  # the call's audit line: told what the rerank asks (audit.py)
+    fetched: tuple[str, ...] = ()  # the fields the flow asked the backend for (a template's fields among them)
 
     def describe(self, collection_name: str) -> dict[str, Any]:
         request = milvus_pb2.DescribeCollectionRequest(db_name=self.db_name, collection_name=collection_name)
@@ -156,6 +157,7 @@ class _Steps:
         request.ClearField("function_chains")  # the flow runs the chain: the backend runs the first stage only
         del request.output_fields[:]
         request.output_fields.extend(call.get("output_fields") or [])
+        self.fetched = tuple(call.get("output_fields") or ())
         offset = int(call.get("offset") or (call.get("search_params") or {}).get("offset") or 0)
         _set_kv(request.search_params, topk=int(call["limit"]), offset=offset, round_decimal=-1)
         raw = self.backend.call(SEARCH, request.SerializeToString(), self.metadata, self.timeout)
@@ -267,7 +269,7 @@ class Reranker:
         result = drive(flow, steps.describe, steps.searches, steps.rerank)
         if audit is not None:
             audit.saw_stats(result.extra["rerank"])
-        data = reranked_answer(result, steps.answers, text_field, limit, list(request.output_fields))
+        data = reranked_answer(result, steps.answers, text_field, limit, list(request.output_fields), steps.fetched)
         return milvus_pb2.SearchResults(
             status=common_pb2.Status(),
             results=data,

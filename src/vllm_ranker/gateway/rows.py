@@ -7,9 +7,11 @@ the FieldData Milvus sent, instead of decoding values and encoding them again (`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from pymilvus import DataType
 from pymilvus.grpc_gen import schema_pb2
 
 # Bytes per row of the packed vector kinds, as a function of the field's dim.
@@ -141,18 +143,59 @@ def flow_hits(
     """Each query's hits in the shape the flow reads from pymilvus (pk, distance, the text in the entity)."""
     kind = results.ids.WhichOneof("id_field")
     ids: Sequence[Any] = getattr(results.ids, kind).data if kind else []
-    texts = next((f.scalars.string_data.data for f in results.fields_data if f.field_name == text_field), None)
+    # Every VARCHAR field fetched, not only text_field: a document_template reads several (a null one as None).
+    n_rows = sum(results.topks)
+    texts = [
+        RowSource(f, n_rows)
+        for f in results.fields_data
+        if not f.is_dynamic and f.HasField("scalars") and f.scalars.WhichOneof("data") == "string_data"
+    ]
     out: list[list[dict[str, Any]]] = []
     start = 0
     for count in results.topks:
         out.append(
             [
-                {pk_name: ids[r], "distance": results.scores[r], "entity": {text_field: texts[r] if texts else ""}}
+                {pk_name: ids[r], "distance": results.scores[r], "entity": _texts(texts, r, text_field)}
                 for r in range(start, start + count)
             ]
         )
         start += count
     out.extend([] for _ in range(nq - len(out)))
+    return out
+
+
+def _texts(sources: Sequence[RowSource], row: int, text_field: str) -> dict[str, Any]:
+    entity: dict[str, Any] = {text_field: ""}
+    for source in sources:
+        valid = source.valid is None or source.valid[row]
+        strings = source.field.scalars.string_data.data
+        entity[source.field.field_name] = strings[source.value_index(row)] if valid else None
+    return entity
+
+
+# The entity fields a hit gains beyond Milvus (core/shaping.py), as FieldData of the answer.
+_ADDED = {"$first_stage_score": "double", "$first_stage_rank": "long", "$rerank_chunk": "json"}
+
+
+def added_fields(result: Any) -> list[schema_pb2.FieldData]:
+    """``$first_stage_score`` (Double), ``$first_stage_rank`` (Int64), ``$rerank_chunk`` (JSON) of every hit,
+    for those the flow put in the hits' entities (keep_first_stage, chunk.return)."""
+    hits = [hit for hits in result for hit in hits]
+    out = []
+    for name, kind in _ADDED.items():
+        if not hits or name not in hits[0]["entity"]:
+            continue
+        values = [hit["entity"][name] for hit in hits]
+        if kind == "double":
+            field = schema_pb2.FieldData(type=DataType.DOUBLE, field_name=name)
+            field.scalars.double_data.data.extend(float(v) for v in values)
+        elif kind == "long":
+            field = schema_pb2.FieldData(type=DataType.INT64, field_name=name)
+            field.scalars.long_data.data.extend(int(v) for v in values)
+        else:
+            field = schema_pb2.FieldData(type=DataType.JSON, field_name=name)
+            field.scalars.json_data.data.extend(json.dumps(v).encode() for v in values)
+        out.append(field)
     return out
 
 
@@ -188,6 +231,9 @@ def reranked_answer(
         data.topks.append(len(hits))
     data.fields_data.extend(take_rows(answers, picks, drop))
     data.output_fields.extend(f for f in first.output_fields if f not in drop)
+    added = added_fields(result)
+    data.fields_data.extend(added)
+    data.output_fields.extend(f.field_name for f in added)
     data.primary_field_name = first.primary_field_name
     data.all_search_count = sum(a.all_search_count for a in answers)
     return data
