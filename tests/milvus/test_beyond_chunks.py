@@ -21,6 +21,7 @@ from vllm_ranker.tools.text_collection import add_text_fields, text_index_params
 
 NAME = "long_docs"
 QUERY = "solar energy panels"
+OTHER = "bread dough rises overnight"  # a second text for a dense sub-request
 ROWS = [
     (
         "Solar power",
@@ -208,3 +209,36 @@ def test_validation_before_any_search(
         client.search(long_docs, data=[QUERY], ranker=fn, **SEARCH)
     assert message in str(raised.value)
     assert server.requests == []  # not even the query's embedding: refused before the first-stage search
+
+
+def test_fuse_and_keep_first_stage_in_hybrid_search(
+    client: Any, milvus: MilvusClient, server: RerankServer, long_docs: str
+) -> None:
+    """The first stage of hybrid_search is the union of its sub-requests (first occurrence wins): its rank is the
+    position in that union and its score the distance of the sub-request the hit came first from."""
+    # BM25 on the query (only the documents sharing a word), then dense on another text: the union's order is
+    # neither list's, and its dense-only hits keep their (cosine) distance.
+    subs = [
+        (QUERY, {"anns_field": "sparse_vector", "search_params": {"metric_type": "BM25"}, "limit": 5}),
+        (OTHER, {"anns_field": "dense_vector", "search_params": {"metric_type": "COSINE"}, "limit": 5}),
+    ]
+    reqs = [pymilvus.AnnSearchRequest([t], k["anns_field"], k["search_params"], limit=5) for t, k in subs]
+    fn = rerank_function(server.endpoint, [QUERY], keep_first_stage=True, fuse={"method": "rrf", "k": 10})
+    res = client.hybrid_search(long_docs, reqs, ranker=fn, limit=5)
+
+    union: dict[int, float] = {}
+    lists = []
+    for text, kwargs in subs:
+        hits = pymilvus.MilvusClient.search(milvus, NAME, data=[text], **kwargs)[0]
+        lists.append([h["id"] for h in hits])
+        for hit in hits:
+            union.setdefault(hit["id"], hit["distance"])
+    order = list(union)
+    assert len(order) == 5 and order not in lists, (order, lists)
+    model = [overlap_score(QUERY, ROWS[pk][1]) for pk in order]
+    model_rank = {i: r for r, i in enumerate(sorted(range(5), key=lambda i: (-model[i], i)), start=1)}
+    fused = [(pk, f32(1 / (10 + model_rank[i]) + 1 / (10 + i + 1))) for i, pk in enumerate(order)]
+    assert [(h["id"], h["distance"]) for h in res[0]] == sorted(fused, key=lambda p: (-p[1], p[0]))
+    for hit in res[0]:
+        kept = (hit["entity"]["$first_stage_score"], hit["entity"]["$first_stage_rank"])
+        assert kept == (union[hit["id"]], 1 + order.index(hit["id"]))

@@ -328,6 +328,43 @@ def add_rerank_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rerank-api-key-env", help="environment variable holding the rerank provider's API key (never a flag)"
     )
+    parser.add_argument(
+        "--rerank-params",
+        metavar="JSON",
+        help="a JSON object of more RERANK Function params for the +rerank pipelines, e.g. "
+        '\'{"chunk": {"words": 120, "overlap": 20}, "fuse": {"method": "rrf"}}\' (see docs/beyond-milvus.md)',
+    )
+
+
+# Params the command sets from its own flags: given again in --rerank-params they would fight those flags.
+_FLAG_PARAMS = {
+    "reranker": "the +rerank pipelines always use a model ranker",
+    "queries": "the pipelines pass each query's text",
+    "provider": "use --rerank-provider",
+    "endpoint": "use --rerank-endpoint",
+    "model_name": "use --rerank-model",
+    "maxbatch": "use --max-batch",
+    "api_key": "use --rerank-api-key-env",
+}
+
+
+def rerank_params(args: argparse.Namespace) -> dict[str, Any]:
+    """--rerank-params as a dict ({} when absent); a bad JSON, a non-object or a flag's param is a UsageError."""
+    import json
+
+    text = getattr(args, "rerank_params", None)
+    if text is None:
+        return {}
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--rerank-params is not valid JSON ({exc.msg} at character {exc.pos}): {text}") from None
+    if not isinstance(params, dict):
+        raise UsageError(f'--rerank-params must be a JSON object, e.g. {{"chunk": {{"words": 120}}}}, not: {text}')
+    for key in params:
+        if key.lower() in _FLAG_PARAMS:
+            raise UsageError(f"--rerank-params: {key} is set by the command: {_FLAG_PARAMS[key.lower()]}")
+    return params
 
 
 def rerank_config(args: argparse.Namespace, endpoint: Endpoints | str, *, cache: bool) -> RerankConfig:
@@ -349,4 +386,5 @@ def rerank_config(args: argparse.Namespace, endpoint: Endpoints | str, *, cache:
         truncate_prompt_tokens=truncation(args),
         cache=cache,
         api_key=api_key,
+        params=rerank_params(args),
     )

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             f"(--warmup {args.warmup} take the first ones)"
         )
     picked = judged[: args.warmup + measured]
+    opts.rerank_params(args)  # a bad JSON refused before vLLM starts
     texts = [queries[q] for q in picked]
     probe = opts.connect(args)
     try:
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                     "endpoints": list(rerank.endpoints),
                     "rerank_model_kind": endpoint.rerank_kind,
                     "rerank_model_family": endpoint.rerank_family,
+                    "rerank_params": dict(rerank.params),
                 }
                 report = run_bench(
                     searcher,

@@ -37,6 +37,7 @@ from vllm_ranker.cli._options import (
     require_collection,
     rerank_config,
     rerank_endpoints,
+    rerank_params,
     truncation,
 )
 from vllm_ranker.tools import (
@@ -101,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     require_extra()
     console = Console()
     pipelines = parse_pipelines(args.pipelines)
+    reranks = any(p.rerank for p in pipelines)
+    if reranks:
+        rerank_params(args)  # a bad JSON refused before vLLM starts (a minute on a CPU)
     if args.collection and len(args.dataset) > 1:
         raise UsageError("--collection names one collection: give one dataset with it, or leave it out")
     jobs = []
@@ -117,7 +121,6 @@ def run(args: argparse.Namespace) -> int:
             require_collection(probe, name, args.uri)
     finally:
         probe.close()
-    reranks = any(p.rerank for p in pipelines)
     reports: list[EvalReport] = []
     with (rerank_endpoints if reranks else embeddings_endpoint)(console, args) as endpoints:
         if reranks:
@@ -157,6 +160,12 @@ def _evaluate_one(
                 vectors = dict(zip(judged, embed_queries(embedder, [queries[q] for q in judged]), strict=True))
             model = embedder.model
         searcher = Searcher(client, name, depth=100, rerank=rerank)
+        first_rerank = next((p for p in pipelines if p.rerank), None)
+        if first_rerank is not None and rerank.params and judged:
+            # The client refuses a param before its first-stage search; one query through a +rerank pipeline
+            # first makes --rerank-params refused before any pipeline has searched (the CLI may not reach the
+            # core's parser, docs/modules.md).
+            searcher.run(first_rerank, [queries[judged[0]]], [vectors[judged[0]]])
         with progress_bar(console) as bar:
             tasks = {p.name: bar.add_task(p.name, total=len(qrels), rate="", start=False) for p in pipelines}
             started: dict[str, float] = {}
@@ -183,6 +192,7 @@ def _evaluate_one(
                 "max_batch": rerank.max_batch,
                 "truncate_prompt_tokens": rerank.truncate_prompt_tokens,
                 "shared_scores": rerank.cache,
+                "rerank_params": dict(rerank.params),
             }
             return evaluate(
                 searcher,

@@ -11,7 +11,7 @@ below ``depth`` the rest of the first stage follows the reranked window in first
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,8 @@ class RerankConfig:
     max_concurrency: int = 8
     cache: bool = False  # reuse (query, document) scores across calls: pipelines sharing candidates pay once
     api_key: str | None = field(default=None, repr=False)
+    # More of the Function's params (eval/bench --rerank-params), e.g. chunk or fuse: merged last, so they win.
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def function(self, queries: Sequence[str]) -> Function:
         from pymilvus import Function, FunctionType
@@ -91,6 +93,7 @@ class RerankConfig:
             params["cache"] = True
         if self.api_key:
             params["api_key"] = self.api_key
+        params.update(self.params)
         return Function(name="rerank", input_field_names=[TEXT_FIELD], function_type=FunctionType.RERANK, params=params)
 
 
