@@ -34,7 +34,7 @@ ROWS = [
     ("Solar cooking", "Ovens.", None),
     ("Grid", "Energy storage keeps the grid stable when solar output falls in the evening hours.", None),
 ]
-SEARCH = {"anns_field": "dense_vector", "limit": 5}
+SEARCH: dict[str, Any] = {"anns_field": "dense_vector", "limit": 5}
 
 
 @pytest.fixture(scope="module")
