@@ -187,3 +187,76 @@ def after_the_storm(endpoint: str) -> list[tuple[str, Callable[[Any], Any]]]:
         ("list_collections", lambda c: NAME in c.list_collections(timeout=CALL_S)),
         ("plain search nq=3", lambda c: search(c, TOPICS[:3])),
     ]
+
+
+# A filter of ~170 KB: each search request is larger than grpc-go's 64 KiB stream window (and the front's hold
+# limit), so the front must take it over or pass it on while the backend grants credit frame by frame.
+BIG_FILTER = "id in [" + ", ".join(str(i) for i in range(30000)) + "]"
+
+
+def big_chain(endpoint: str, query: str) -> Any:
+    """A Milvus 3.0 function chain (new this session): Milvus 2.3.5 knows none, so the gateway must run it and
+    send the backend a plain first stage."""
+    from pymilvus.function_chain import FunctionChain, FunctionChainStage, col, fn
+
+    return (
+        FunctionChain(FunctionChainStage.L2_RERANK)
+        .map("fresh", fn.decay(col("year"), function="gauss", origin=2015, scale=6))
+        .map("$score", fn.rerank_model(col("document"), queries=[query], provider="vllm", endpoint=endpoint))
+        .map("$score", fn.num_combine(col("$score"), col("fresh"), mode="weighted", weights=[0.8, 0.2]))
+        .sort(col("$score"), desc=True, tie_break_col=col("$id"))
+        .limit(4)
+    )
+
+
+def big_jobs(endpoint: str) -> list[tuple[str, Callable[[Any], Any]]]:
+    def searched(c: Any, query: str, timeout: float, **extra: Any) -> Any:
+        found = c.search(
+            NAME, data=vectors([query]), anns_field="vector", limit=8, filter=BIG_FILTER, output_fields=["document"],
+            timeout=timeout, **extra,
+        )  # fmt: skip
+        return [[(h["id"], round(h["distance"], 4), h["entity"]) for h in hits] for hits in found]
+
+    return [
+        ("big reranked", lambda c: searched(c, "AI research", 30, ranker=rerank_function(endpoint, ["AI research"]))),
+        ("big chain", lambda c: searched(c, "solar wind", 30, function_chains=big_chain(endpoint, "solar wind"))),
+        ("big plain", lambda c: searched(c, "deep learning", 30)),
+        *passthrough_calls()[:1],
+    ]
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["splicing-front", "grpc-server"])
+def test_requests_larger_than_the_backend_window_with_cancellations_on_one_connection(
+    real_milvus: str, reference: MilvusClient, splice: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One connection, 8 threads: ~170 KB reranked, chain and plain searches beside queries, with reranked ones
+    whose deadline expires mid-rerank cancelled between them. Every answered call equals the reference; every
+    cancelled one ends DEADLINE_EXCEEDED; afterwards the connection still answers at once."""
+    with Gateway(real_milvus, port=0, grace=2.0, splice=splice) as gw, RerankServer(request_latency=0.05) as srv:
+        jobs = big_jobs(srv.endpoint)
+        want = {name: job(reference) for name, job in jobs}
+        plain = pymilvus.MilvusClient(uri=gw.uri)
+        try:
+
+            def one(i: int) -> tuple[str, Any]:
+                if i % 3 == 2:  # expires while the rerank service (50 ms a request) is still answering
+                    try:
+                        search(plain, [TOPICS[i % len(TOPICS)]], srv.endpoint, timeout=0.03)
+                    except grpc.RpcError as error:
+                        return "cancelled", error.code()
+                    except pymilvus.MilvusException as error:
+                        return "cancelled", f"MilvusException({error.code}, {error.message!r})"
+                    return "cancelled", "answered"
+                name, job = jobs[i % len(jobs)]
+                return name, job(plain) == want[name]
+
+            with caplog.at_level(logging.CRITICAL, logger="pymilvus"), ThreadPoolExecutor(8) as pool:
+                outcomes = list(pool.map(one, range(48)))
+            answered = [ok for name, ok in outcomes if name != "cancelled"]
+            cancelled = [code for name, code in outcomes if name == "cancelled"]
+            assert answered == [True] * len(answered) and len(answered) == 32, outcomes
+            assert cancelled == [grpc.StatusCode.DEADLINE_EXCEEDED] * 16, cancelled
+            for name, call in after_the_storm(srv.endpoint):
+                assert call(plain) == call(reference), name
+        finally:
+            plain.close()
