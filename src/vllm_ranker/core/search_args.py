@@ -7,7 +7,7 @@ SearchRequest) and function-chain protos; the clients, the flow and the gateway 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from vllm_ranker.errors import RerankParamError
@@ -15,8 +15,6 @@ from vllm_ranker.errors import RerankParamError
 # The keys pymilvus's search iterators put in a search's params (client/constants.py: ITERATOR_FIELD,
 # ITER_SEARCH_V2_KEY); Milvus's proxy treats "True"/"true" under ``iterator`` as an iterator page.
 ITERATOR_KEYS = ("iterator", "search_iter_v2")
-# A function-chain expression that calls a rerank model (pymilvus.function_chain.fn.rerank_model).
-RERANK_MODEL_EXPR = "rerank_model"
 
 # Milvus 3's proxy (PR 51347, internal/proxy/task_search.go) refuses a search-iterator-v2 page with a function
 # rerank (function_score or a rerank function chain): the iterator's next page starts below the last page's
@@ -56,20 +54,16 @@ def is_iterator_search(values: Mapping[str, Any]) -> bool:
     return any(_truthy(values.get(key)) for key in ITERATOR_KEYS)
 
 
-def _chain_protos(chains: Any) -> list[Any]:
-    if chains is None:
-        return []
-    # One chain (a pymilvus FunctionChain or its proto message), else a list or a request's repeated field.
-    items: Iterable[Any] = [chains] if hasattr(chains, "to_proto") or hasattr(chains, "DESCRIPTOR") else chains
-    return [chain.to_proto() if hasattr(chain, "to_proto") else chain for chain in items]
-
-
 def has_rerank_model(chains: Any) -> bool:
     """Whether function chains (pymilvus ``FunctionChain``s, their protos, or a request's repeated field) call a
-    rerank model: any op whose expression is ``rerank_model``. Only the protos are read."""
-    return any(
-        op.HasField("expr") and op.expr.name == RERANK_MODEL_EXPR for chain in _chain_protos(chains) for op in chain.ops
-    )
+    rerank model (core/chain/decode.py reads them); a value that is no chain is pymilvus's to refuse."""
+    # Imported here: core/chain's flow imports this module (its checks), so a top-level import would be a cycle.
+    from vllm_ranker.core.chain.decode import chain_protos, has_model_rerank
+
+    try:
+        return has_model_rerank(chain_protos(chains))
+    except RerankParamError:
+        return False
 
 
 def refuse_iterator_rerank(model_ranker: bool, function_chains: Any) -> None:

@@ -3,7 +3,7 @@ for what does not decode (``adapter/grpc/translators/function_chain.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pymilvus.grpc_gen import schema_pb2
@@ -15,11 +15,14 @@ MODEL_EXPR = "rerank_model"
 
 
 def chain_protos(function_chains: Any) -> list[schema_pb2.FunctionChain]:
-    """``function_chains=`` as pymilvus takes it (a ``FunctionChain``, a list of them, or their protos) as protos;
-    raises pymilvus's own message for anything else."""
+    """``function_chains=`` as pymilvus takes it (a ``FunctionChain``, a list of them, or their protos; or a
+    request's repeated field) as protos; raises pymilvus's own message for anything else."""
     if function_chains is None:
         return []
-    items: Sequence[Any] = function_chains if isinstance(function_chains, (list, tuple)) else [function_chains]
+    one = isinstance(function_chains, schema_pb2.FunctionChain) or hasattr(function_chains, "to_proto")
+    items: Iterable[Any] = [function_chains] if one or isinstance(function_chains, (str, bytes)) else function_chains
+    if not isinstance(items, Iterable):
+        raise _not_a_chain()
     protos = []
     for item in items:
         if isinstance(item, schema_pb2.FunctionChain):
