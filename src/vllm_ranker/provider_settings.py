@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ __all__ = [
     "CONFIG_ENV",
     "ConfigSource",
     "PolicySource",
-    "combine_policies",
     "load_provider_config",
     "with_endpoint_policy",
 ]
@@ -101,19 +99,4 @@ def with_endpoint_policy(config: ProviderConfig, policy: PolicySource, source: s
             policy = EndpointPolicy.parse(entries, source=source)
         except ValueError as exc:
             raise ProviderConfigError(str(exc)) from None
-    return config.with_policy(combine_policies(config.policy, policy))
-
-
-def combine_policies(base: EndpointPolicy, added: EndpointPolicy) -> EndpointPolicy:
-    """Both allowlists and both denied lists at once (neither narrows the other); refusals name ``added``'s source,
-    the one given last (a flag, a constructor argument). ANY adds nothing; added to ANY, a policy replaces it."""
-    if added.any_endpoint:
-        return base
-    if base.any_endpoint:
-        return added
-    return replace(
-        added,
-        prefixes=base.prefixes + added.prefixes,
-        networks=base.networks + added.networks,
-        deny=base.deny + added.deny,
-    )
+    return config.with_policy(config.policy.merged(policy))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from vllm_ranker.errors import RerankParamError
@@ -127,9 +127,23 @@ class EndpointPolicy:
         """This policy, also allowing ``urls`` as prefixes (the configured providers' URLs); ANY stays ANY."""
         if self.any_endpoint:
             return self
-        added = [_Prefix(*_parts(u)) for u in urls if _parts(u)[0] in _DEFAULT_PORTS and _parts(u)[1]]
-        return EndpointPolicy(
-            self.prefixes + tuple(added), self.networks, self.deny, any_endpoint=False, source=self.source
+        parts = [_parts(u) for u in urls]
+        added = tuple(_Prefix(*p) for p in parts if p[0] in _DEFAULT_PORTS and p[1])
+        return replace(self, prefixes=self.prefixes + added)
+
+    def merged(self, added: EndpointPolicy) -> EndpointPolicy:
+        """Both allowlists and both denied lists at once (neither narrows the other); refusals name ``added``'s
+        source, the one given last (a flag, a constructor argument). ANY adds nothing; added to ANY, a policy
+        replaces it."""
+        if added.any_endpoint:
+            return self
+        if self.any_endpoint:
+            return added
+        return replace(
+            added,
+            prefixes=self.prefixes + added.prefixes,
+            networks=self.networks + added.networks,
+            deny=self.deny + added.deny,
         )
 
     def allows(self, url: str) -> bool:

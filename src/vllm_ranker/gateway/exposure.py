@@ -97,11 +97,9 @@ def startup_warnings(exposure: Exposure) -> list[str]:
 def combined_policy(file_policy: EndpointPolicy, flags: EndpointPolicy | None) -> EndpointPolicy:
     """The flags' allowlist and denied networks added to the config file's (neither narrows the other; refusals name
     the flag); raises ``ValueError`` for denied networks with no allowlist to narrow."""
-    from vllm_ranker.provider_settings import combine_policies
-
     if flags is None:
         return file_policy
-    combined = combine_policies(file_policy, flags)
+    combined = file_policy.merged(flags)
     if not combined.prefixes and not combined.networks and file_policy.any_endpoint:
         # Denied networks alone would allow nothing but the configured providers: surely not what was meant.
         raise ValueError(
