@@ -98,12 +98,13 @@ def test_an_answer_later_than_timeout_ms_fails_the_search_at_timeout_ms(
     client: Any, servers: dict[str, RerankServer]
 ) -> None:
     srv = servers["sglang"]
-    srv.fault = late(srv, 1.0)
+    srv.fault = late(srv, 5.0)
     started = time.monotonic()
     with pytest.raises(RerankTimeout) as caught:
         dense_search(client, ranker(SGLANG, srv, timeout_ms=200, max_concurrency=1))
     elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 0.8  # at timeout_ms, not at the answer (1 s) nor at the call's 30 s
+    # At timeout_ms, not at the answer (5 s) nor at the call's 30 s; wide margins: CI's cores are slow some days.
+    assert 0.2 <= elapsed < 3.0
     text = str(caught.value)
     assert text.startswith("call service failed: sglang did not answer one rerank request")
     assert "params['timeout_ms'] = 200 ms" in text and "raise params['timeout_ms']" in text
@@ -135,7 +136,7 @@ def test_a_retry_is_made_within_timeout_ms_and_not_past_it(
     started = time.monotonic()
     with pytest.raises(RerankServiceError) as caught:
         dense_search(lite, ranker(SGLANG, srv, timeout_ms=1000, max_concurrency=1))
-    assert time.monotonic() - started < 0.8  # no waiting for a retry that could not finish in time
+    assert time.monotonic() - started < 2.5  # no waiting (3 s) for a retry that could not finish in time
     assert caught.value.status == 503
     assert "HTTP 503: warming up (the next try would pass params['timeout_ms'])" in str(caught.value)
     assert len(srv.requests) == 1
@@ -143,11 +144,11 @@ def test_a_retry_is_made_within_timeout_ms_and_not_past_it(
 
 def test_the_calls_deadline_still_comes_first_when_sooner(client: Any, servers: dict[str, RerankServer]) -> None:
     srv = servers["sglang"]
-    srv.fault = late(srv, 1.0)
+    srv.fault = late(srv, 5.0)
     started = time.monotonic()
     with pytest.raises(RerankTimeout) as caught:
         dense_search(client, ranker(SGLANG, srv, timeout_ms=5000, timeout=0.3))
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 3.0  # at the call's 0.3 s, not at the answer (5 s)
     assert "within the call's deadline of 0.3 s" in str(caught.value)
     assert "timeout_ms" not in str(caught.value)
 
