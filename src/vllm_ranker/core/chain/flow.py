@@ -141,8 +141,8 @@ def chain_flow(
         round_distances([ScoredHit(r[ID], float(r[SCORE]), answer_fields[q][r[ID]]) for r in chunk], round_decimal)
         for q, chunk in enumerate(chunks)
     ]
-    if specs:  # a chain with no model (the differential tests run those) has no rerank to record
-        _done(next(iter(specs.values())), stats)
+    if first is not None:  # a chain with no model (the differential tests run those) has no rerank to record
+        _done(first, stats)
     return make_result(ranked, info.pk_name, {"rerank": stats})
 
 
