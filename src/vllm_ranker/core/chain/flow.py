@@ -20,7 +20,7 @@ from pymilvus.grpc_gen import schema_pb2
 from vllm_ranker.core.chain import evaluate
 from vllm_ranker.core.chain.decode import MODEL_EXPR, decode, model_providers
 from vllm_ranker.core.chain.model import ID, SCORE, ColumnArg, Expr, Op
-from vllm_ranker.core.chain.validate import check_search, model_params, validate
+from vllm_ranker.core.chain.validate import check_search, model_params, refused, validate
 from vllm_ranker.core.flow import Describe, Flow, Searches, Step, _done, _nq, _rerank
 from vllm_ranker.core.ordering import Candidate, ScoredHit, round_distances
 from vllm_ranker.core.provider_config import EMPTY, ProviderConfig
@@ -68,6 +68,27 @@ def _model_spec(expr: Expr, info: CollectionInfo, config: ProviderConfig, deadli
     return spec
 
 
+# The 2.6 Function's opt-in params (core/shaping.py): core/flow.py applies them around its rerank, but a chain
+# reranks the plain texts of one column into one score column, so here they would be read and silently ignored.
+_SHAPING = ("chunk", "document_template", "keep_first_stage", "fuse")
+
+
+def _refuse_shaping(index: int, expr: Expr) -> None:
+    """Any shaping param in a chain's rerank_model, named as written (spec reads keys in any case), refused."""
+    given = sorted((k for k in expr.params if k.lower() in _SHAPING), key=lambda k: _SHAPING.index(k.lower()))
+    if not given:
+        return
+    names, one = ", ".join(given), len(given) == 1
+    raise refused(
+        f"function chain op[{index}] expression rerank_model: {names} "
+        f"{'is a RERANK Function param' if one else 'are RERANK Function params'}, not applied in a function chain",
+        f"drop {names} from the chain's rerank_model, or pass the model as ranker=Function(...) with "
+        f"{'it' if one else 'them'} in its params instead (docs/beyond-milvus.md); in a chain, write "
+        "the model's score to its own column and combine it with $score by the chain's own ops (map with "
+        "num_combine, decay)",
+    )
+
+
 def _is_model(op: Op) -> bool:
     return op.op == "map" and op.expr is not None and op.expr.name == MODEL_EXPR
 
@@ -92,6 +113,9 @@ def chain_flow(
     data = search_kwargs.get("data")
     nq = ids_count(data, search_kwargs.get("ids"))
     validated = validate(chain, info, _nq(data) if nq is None else nq)
+    for index, op in enumerate(chain.ops):
+        if _is_model(op) and op.expr:
+            _refuse_shaping(index, op.expr)
     specs = {
         i: _model_spec(op.expr, info, config, deadline) for i, op in enumerate(chain.ops) if _is_model(op) and op.expr
     }
