@@ -5,6 +5,7 @@
 Queries are the dataset's (first --queries of the split, after --warmup more that are not measured), embedded
 up front so the figures are the search and rerank alone. Each call's latency is split into first-stage search,
 rerank service time and our own overhead (from result.extra["rerank"]); a JSON file keeps the figures.
+A --rerank-params the ranker refuses is refused by one unmeasured query before the warm-up.
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
             with Embedder(endpoint.embeddings, args.model, opts.truncation(args)) as embedder:
                 vectors = embed_queries(embedder, texts)
             searcher = Searcher(client, name, depth=100, rerank=rerank)
+            if pipeline.rerank and (rerank.params or rerank.text_field):
+                # As eval does (cli/eval.py): the client refuses a param before its first-stage search, so one
+                # query through the pipeline makes a --rerank-params the ranker refuses one error: line before the
+                # warm-up (there may be none: --warmup 0) or anything timed. Not counted; with --warmup 0 it warms
+                # the connections as a warm-up would (no score cache here, so no measured score is reused).
+                searcher.run(pipeline, texts[:1], vectors[:1])
             with opts.progress_bar(console) as bar:
                 task = bar.add_task(f"{pipeline.name} x{args.concurrency}", total=len(texts) - args.warmup, rate="")
                 started = time.perf_counter()
