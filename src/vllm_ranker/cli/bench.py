@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             with Embedder(endpoint.embeddings, args.model, opts.truncation(args)) as embedder:
                 vectors = embed_queries(embedder, texts)
             searcher = Searcher(client, name, depth=100, rerank=rerank)
-            if pipeline.rerank and (rerank.params or rerank.text_field):
+            if pipeline.rerank and rerank.params:
                 # As eval does (cli/eval.py): the client refuses a param before its first-stage search, so one
                 # query through the pipeline makes a --rerank-params the ranker refuses one error: line before the
                 # warm-up (there may be none: --warmup 0) or anything timed. Not counted; with --warmup 0 it warms
