@@ -157,7 +157,9 @@ def hits(driver: Any, list_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = driver.execute_script(
         "return [...document.querySelectorAll(arguments[0] + ' li.hit')].map(li => ({key: li.dataset.key, "
         "move: li.dataset.move, rank: li.querySelector('.rank').textContent, badge: li.querySelector('.move')"
-        ".textContent, marks: li.querySelectorAll('mark').length, score: li.querySelector('.score').textContent}))",
+        ".textContent, marks: li.querySelectorAll('mark:not(.chunk)').length, score: li.querySelector('.score')"
+        ".textContent, chunk: li.querySelector('mark.chunk')?.textContent ?? null, first: li.querySelector("
+        "'.first-score')?.textContent ?? null}))",
         f"#{list_id}",
     )
     return found
@@ -182,6 +184,9 @@ def test_query_renders_both_lists_moves_and_timing(
     assert browser.find_element("id", "stage").get_attribute("value") == "hybrid"  # the default where allowed
     fill(browser, "window", "20", typed=False)
     fill(browser, "shown", "6", typed=False)
+    # Long documents scored by their best chunk (the test's documents are short: chunks of 5 words show it).
+    fill(browser, "chunk-words", "5", typed=False)
+    fill(browser, "chunk-overlap", "2", typed=False)
     # A first query warms the server up (Milvus Lite's first search, the rerank HTTP pool); both are timed.
     cold = run_query(browser, "read a gzip compressed file", typed=False)
     warm = run_query(browser, QUERY)
@@ -189,6 +194,11 @@ def test_query_renders_both_lists_moves_and_timing(
     first, reranked = hits(browser, "first"), hits(browser, "reranked")
     assert [h["rank"] for h in first] == ["1", "2", "3", "4", "5", "6"] and len(reranked) == 6
     assert any(h["marks"] for h in reranked)  # query words are marked in the snippets
+    # Each reranked hit: its best chunk marked in its text, and its first-stage score and rank beside the model's.
+    assert all(h["chunk"] for h in reranked) and not any(h["chunk"] or h["first"] for h in first)
+    assert all(h["score"].startswith("model ") and h["first"].startswith("first stage ") for h in reranked)
+    assert browser.find_element("id", "reranked-label").text == "(model score)"
+    assert "(chunks of 5 words, overlap 2)" in browser.find_element("id", "summary").text
     # Each reranked hit's badge agrees with where it stood in the first-stage list on the left.
     left = {h["key"]: int(h["rank"]) for h in first}
     for hit in reranked:
@@ -214,6 +224,7 @@ def test_query_renders_both_lists_moves_and_timing(
     for key in ("first_stage_search", "rerank_service", "rerank_overhead", "total"):
         assert timing[key].endswith(" ms") and float(timing[key].split()[0]) >= 0
     assert int(timing["candidates"]) >= 20 and int(timing["requests"]) >= 1 and timing["cache_hits"] == "0"
+    assert int(timing["chunks"]) > int(timing["candidates"]) and timing["chunk_unit"] == "words"
     assert len(browser.find_elements("css selector", "#time-bar .seg")) == 3
     assert "Traceback" not in browser.page_source
 
@@ -227,13 +238,34 @@ def test_query_renders_both_lists_moves_and_timing(
             f"screenshot: {shot}"
         )
 
-    # The document opens in full, with the query's words marked.
+    # The document opens in full, with the query's words and the winning chunk marked.
     browser.find_element("css selector", "#reranked li.hit").click()
     wait_for(browser, "document.getElementById('doc').open")
-    assert browser.find_elements("css selector", "#doc-text mark")
+    assert browser.find_elements("css selector", "#doc-text mark:not(.chunk)")
+    assert (
+        browser.find_element("css selector", "#doc-text mark.chunk").get_attribute("textContent")
+        == reranked[0]["chunk"]
+    )
     assert browser.find_element("id", "doc-title").text.startswith("python_docs · id ")
     browser.save_screenshot(str(tmp_path / "ui-document.png"))
     browser.find_element("css selector", "#doc .close").click()
+
+    # A bad value is said in words in the error box, and the form keeps what was typed.
+    fill(browser, "chunk-overlap", "5", typed=False)
+    browser.find_element("id", "run").click()
+    wait_for(browser, "document.body.dataset.state === 'error'")
+    assert "overlap (5) must be smaller than chunk words (5)" in browser.find_element("id", "error").text
+    kept = [browser.find_element("id", i).get_attribute("value") for i in ("chunk-words", "chunk-overlap", "query")]
+    assert kept == ["5", "5", QUERY]
+    # Fixed, and fused with the first stage by RRF: the reranked score says it is the fused one.
+    fill(browser, "chunk-overlap", "2", typed=False)
+    Select(browser.find_element("id", "fuse")).select_by_value("rrf")
+    assert (
+        browser.find_element("id", "fuse-k").is_enabled() and not browser.find_element("id", "fuse-weight").is_enabled()
+    )
+    run_query(browser, QUERY, typed=False)
+    assert browser.find_element("id", "reranked-label").text.startswith("(fused score: RRF (k = 60)")
+    assert all(h["score"].startswith("fused ") and h["chunk"] for h in hits(browser, "reranked"))
 
 
 def test_service_down_is_shown_in_words(browser: Any, page_url: str) -> None:

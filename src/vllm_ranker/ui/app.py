@@ -4,7 +4,8 @@
     GET  /api/collections  collections with their text fields, allowed first stages and load state
     POST /api/load         load one collection (Milvus searches only loaded ones)
     POST /api/compare      one query, first stage vs reranked (JSON in, JSON out)
-    GET  /api/document     one document in full (?collection=&key=, optional &text_field=&query= to mark)
+    GET  /api/document     one document in full (?collection=&key=, optional &text_field=&query= to mark, and
+                           &chunk_start=&chunk_end= to mark the model's winning chunk)
     POST /api/eval         an uploaded ``vllm-ranker eval`` report, reduced to what the page draws
     GET  /static/...       the scripts (app.js and the modules it imports) and style.css (served from the package:
                            the page works offline)
@@ -43,7 +44,7 @@ from .compare import PROVIDERS, CompareRequest, compare, without_userinfo
 from .errors import InputError, PageError
 from .evalreport import ReportError, summarize
 from .guard import LOOPBACK_NAMES, LocalOnly
-from .highlight import query_terms, segments
+from .highlight import query_terms, segments, with_chunk
 from .source import UiState
 
 HERE = Path(__file__).parent
@@ -82,6 +83,19 @@ def _plain_errors(handler: Handler) -> Handler:
             return _error(f"internal error ({type(exc).__name__}); the server's log has the details", "internal", 500)
 
     return wrapped
+
+
+def _chunk_offsets(start: str | None, end: str | None) -> tuple[int, int] | None:
+    """The winning chunk's offsets the page passes back from a reranked hit, checked; None when not given."""
+    if start is None and end is None:
+        return None
+    try:
+        low, high = int(start or ""), int(end or "")
+    except ValueError:
+        raise InputError(f"chunk_start and chunk_end must be whole numbers, got {start!r} and {end!r}") from None
+    if not 0 <= low <= high:
+        raise InputError(f"chunk_start ({low}) must be at least 0 and at most chunk_end ({high})")
+    return low, high
 
 
 async def _json_body(request: Request, limit: int = 1 << 20) -> Any:
@@ -163,6 +177,7 @@ def create_app(
         key = request.query_params.get("key", "")
         if not name or not key:
             raise InputError("give collection and key")
+        span = _chunk_offsets(request.query_params.get("chunk_start"), request.query_params.get("chunk_end"))
 
         def work() -> dict[str, Any]:
             client = state.client()
@@ -179,7 +194,7 @@ def create_app(
             text_field = request.query_params.get("text_field") or view.default_text
             text = str(row.pop(text_field, "") or "") if text_field else ""
             terms = query_terms(request.query_params.get("query", ""))
-            return {
+            answer: dict[str, Any] = {
                 "collection": name,
                 "pk": view.pk,
                 "key": key,
@@ -187,6 +202,10 @@ def create_app(
                 "text": segments(text, terms),
                 "fields": {k: v for k, v in row.items() if k != view.pk},
             }
+            if span is not None:
+                answer["text"], marked = with_chunk(text, *span, terms, width=None)
+                answer["chunk"] = {"start": span[0], "end": span[1], "span": list(marked)}
+            return answer
 
         return JSONResponse(await run_in_threadpool(work))
 

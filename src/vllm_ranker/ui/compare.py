@@ -20,7 +20,8 @@ from vllm_ranker import AnnSearchRequest, Function, FunctionType, RerankServiceE
 
 from .catalog import CollectionView
 from .errors import InputError
-from .highlight import query_terms, snippet
+from .highlight import query_terms, snippet, with_chunk
+from .shaping import Shaping, kept
 
 SELF_HOSTED = ("vllm", "tei")
 # sglang is self-hosted too, but the default endpoint is the local vLLM, which does not speak its answer shape.
@@ -61,6 +62,7 @@ class CompareRequest:
     model: str | None
     max_batch: int
     cache: bool
+    shaping: Shaping
 
     @classmethod
     def parse(cls, body: Any, default_endpoint: str) -> CompareRequest:
@@ -91,6 +93,7 @@ class CompareRequest:
             model=str(body.get("model") or "").strip() or None,
             max_batch=_int(body, "max_batch", 32, 1, 1024),
             cache=bool(body.get("cache")),
+            shaping=Shaping.parse(body),
         )
 
 
@@ -147,6 +150,7 @@ def ranker(req: CompareRequest, *, window: int | None) -> Function:
         params["cache"] = True
     if window is not None:
         params["rerank_window"] = window
+    params.update(req.shaping.params())
     return Function(
         name="ui_ranker", input_field_names=[req.text_field], function_type=FunctionType.RERANK, params=params
     )
@@ -209,13 +213,17 @@ def compare(client: Any, view: CollectionView, req: CompareRequest, embedder: Qu
     stats: RerankStats = reranked.extra["rerank"]
     terms = query_terms(req.query)
     left = _hits(first[0], view, req.text_field, terms)
-    right = _hits(reranked[0], view, req.text_field, terms)
+    right = _hits(reranked[0], view, req.text_field, terms, reranked=True)
     _moves(left, right, req.shown)
     return {
         "query": req.query,
         "collection": view.name,
         "stage": req.stage,
         "stage_label": _stage_label(view, req.stage),
+        # For hybrid, the reranked call's first stage is the union of both sub-searches (first occurrence wins):
+        # the rank and score each reranked hit keeps are its place there, not in the RRF list on the left.
+        "kept_from": "the union of both sub-searches" if req.stage == "hybrid" else "the first stage",
+        **req.shaping.describe(),
         "window": req.window,
         "shown": req.shown,
         "candidates": {"first": len(left), "reranked": len(right)},
@@ -236,7 +244,9 @@ def compare(client: Any, view: CollectionView, req: CompareRequest, embedder: Qu
     }
 
 
-def _hits(hits: Sequence[Any], view: CollectionView, text_field: str, terms: set[str]) -> list[dict[str, Any]]:
+def _hits(
+    hits: Sequence[Any], view: CollectionView, text_field: str, terms: set[str], *, reranked: bool = False
+) -> list[dict[str, Any]]:
     scores = [float(h.get("distance") or 0.0) for h in hits]
     low, high = (min(scores), max(scores)) if scores else (0.0, 0.0)
     out: list[dict[str, Any]] = []
@@ -244,17 +254,26 @@ def _hits(hits: Sequence[Any], view: CollectionView, text_field: str, terms: set
         entity = hit.get("entity") or {}
         pk = hit.get(view.pk, hit.get("id"))
         title = entity.get(view.title_field) if view.title_field else None
-        out.append(
-            {
-                "key": str(pk),
-                "rank": rank,
-                "score": score,
-                # Relative to the list's range: first-stage and model scores are on unrelated scales.
-                "bar": 1.0 if high == low else 0.05 + 0.95 * (score - low) / (high - low),
-                "title": None if title is None else str(title),
-                "snippet": snippet(str(entity.get(text_field) or ""), terms),
-            }
-        )
+        text = str(entity.get(text_field) or "")
+        row: dict[str, Any] = {
+            "key": str(pk),
+            "rank": rank,
+            "score": score,
+            # Relative to the list's range: first-stage and model scores are on unrelated scales.
+            "bar": 1.0 if high == low else 0.05 + 0.95 * (score - low) / (high - low),
+            "title": None if title is None else str(title),
+        }
+        first, won = kept(entity) if reranked else (None, None)
+        if won is None:
+            row["snippet"] = snippet(text, terms)
+        else:
+            # The offsets index the text the model read: the page sends no document_template, so that is the text
+            # field itself, as fetched here.
+            row["snippet"], span = with_chunk(text, won["start"], won["end"], terms)
+            row["chunk"] = {**won, "span": list(span)}
+        if reranked:
+            row["first_stage"] = first
+        out.append(row)
     return out
 
 

@@ -126,7 +126,20 @@ function formBody() {
     model: $("model").value,
     max_batch: $("max-batch").value,
     cache: $("cache").checked,
+    // Sent as typed: the server checks them and says what is wrong in the error box.
+    chunk_words: $("chunk-words").value,
+    chunk_overlap: $("chunk-overlap").value,
+    max_chunks: $("max-chunks").value,
+    fuse: $("fuse").value,
+    fuse_k: $("fuse-k").value,
+    fuse_weight: $("fuse-weight").value,
   };
+}
+
+// Only the chosen fusion's box means something; the other keeps its value for when it is chosen again.
+function onFuse() {
+  $("fuse-k").disabled = $("fuse").value !== "rrf";
+  $("fuse-weight").disabled = $("fuse").value !== "weighted";
 }
 
 async function runQuery(event) {
@@ -170,8 +183,17 @@ async function runQuery(event) {
 }
 
 // ---- the two lists ----------------------------------------------------------------------------------------
-function segmentsTo(node, segments) {
-  for (const [text, marked] of segments) node.append(marked ? el("mark", { text }) : document.createTextNode(text));
+function segmentsTo(node, segments, chunk) {
+  const part = (list) => list.map(([text, marked]) => (marked ? el("mark", { text }) : document.createTextNode(text)));
+  if (!chunk) {
+    node.append(...part(segments));
+    return node;
+  }
+  // The model's winning chunk: segments [i, j) in one mark of its own (query words stay marked inside it).
+  const [i, j] = chunk.span;
+  const title = `the chunk the model scored highest (#${chunk.index + 1}, characters ${chunk.start}–${chunk.end})`;
+  node.append(...part(segments.slice(0, i)), el("mark", { class: "chunk", title }, ...part(segments.slice(i, j))),
+    ...part(segments.slice(j)));
   return node;
 }
 
@@ -192,9 +214,21 @@ function moveBadge(move, side) {
   return el("span", { class: `move ${move.kind}`, text, title: move.from ? `first stage #${move.from}` : "not in the first stage" });
 }
 
-function hitRow(hit, side) {
+// The reranked score's name (model, or fused when fusion is on) and, beside it, where the hit stood before.
+function scoreLine(hit, side, answer) {
+  if (side === "first") return [el("span", { class: "score", text: fmtScore(hit.score) })];
+  const name = answer.stats.fallback ? "first stage" : answer.score_name;
+  const was = hit.first_stage;
+  return [
+    el("span", { class: "score", "data-name": name, text: `${name} ${fmtScore(hit.score)}`, title: answer.score_label }),
+    was ? el("span", { class: "first-score", text: `first stage ${fmtScore(was.score)} · #${was.rank}`, title: `score and rank in ${answer.kept_from}` }) : null,
+  ];
+}
+
+function hitRow(hit, side, answer) {
   const label = hit.title ? `${hit.title}` : `id ${hit.key}`;
-  return el("li", { class: `hit ${hit.move.kind}`, "data-key": hit.key, "data-move": hit.move.kind, tabindex: "0", onclick: () => openDocument(hit.key), onkeydown: (e) => { if (e.key === "Enter") openDocument(hit.key); } },
+  const open = () => openDocument(hit.key, hit.chunk);
+  return el("li", { class: `hit ${hit.move.kind}`, "data-key": hit.key, "data-move": hit.move.kind, tabindex: "0", onclick: open, onkeydown: (e) => { if (e.key === "Enter") open(); } },
     el("span", { class: "rank", text: `${hit.rank}` }),
     el("div", { class: "body" },
       el("div", { class: "head" },
@@ -203,22 +237,23 @@ function hitRow(hit, side) {
         moveBadge(hit.move, side)),
       el("div", { class: "scoreline" },
         el("span", { class: "bar" }, el("span", { style: `width:${(100 * hit.bar).toFixed(1)}%` })),
-        el("span", { class: "score", text: fmtScore(hit.score) })),
-      segmentsTo(el("p", { class: "snippet" }), hit.snippet)));
+        ...scoreLine(hit, side, answer)),
+      segmentsTo(el("p", { class: "snippet" }), hit.snippet, hit.chunk)));
 }
 
 function render(answer) {
   $("results").hidden = false;
   $("summary").textContent =
     `“${answer.query}” in ${answer.collection}: ${answer.stage_label}; window ${answer.window}, ` +
-    `${answer.candidates.reranked} candidates reranked, top ${answer.shown} shown.`;
+    `${answer.candidates.reranked} candidates reranked` +
+    (answer.chunking ? ` (${answer.chunking})` : "") + `, top ${answer.shown} shown.`;
   if (!answer.first.length && !answer.reranked.length) {
     $("summary").textContent += " No hits: the first stage found nothing for this query (BM25 needs a shared word).";
   }
   $("first-label").textContent = `(${answer.stage})`;
-  $("reranked-label").textContent = answer.stats.fallback ? "(service failed: first-stage order)" : "(model score)";
-  $("first").replaceChildren(...answer.first.map((h) => hitRow(h, "first")));
-  $("reranked").replaceChildren(...answer.reranked.map((h) => hitRow(h, "reranked")));
+  $("reranked-label").textContent = answer.stats.fallback ? "(service failed: first-stage order)" : `(${answer.score_label})`;
+  $("first").replaceChildren(...answer.first.map((h) => hitRow(h, "first", answer)));
+  $("reranked").replaceChildren(...answer.reranked.map((h) => hitRow(h, "reranked", answer)));
   drawMoves();
   renderTiming(answer);
 }
@@ -277,21 +312,26 @@ function renderTiming(answer) {
     ["cache_misses", "cache misses", s.cache_misses],
     ["prompt_tokens", "prompt tokens", s.prompt_tokens],
   ];
+  if (s.chunk_unit) counts.splice(1, 0, ["chunks", "chunks scored", s.chunks], ["chunk_unit", "chunk unit", s.chunk_unit]);
   const countRows = counts.map(([key, label, v]) => el("tr", { "data-metric": key }, el("th", { text: label }), el("td", { text: `${v}` })));
   if (s.fallback) countRows.push(el("tr", { "data-metric": "fallback", class: "warn" }, el("th", { text: "fell back" }), el("td", { text: s.error || "yes" })));
   $("count-table").replaceChildren(...countRows);
 }
 
 // ---- one document in full -------------------------------------------------------------------------------
-async function openDocument(key) {
+async function openDocument(key, chunk) {
   if (!lastQuery) return;
   const params = new URLSearchParams({ collection: lastQuery.collection, key, text_field: lastQuery.text_field, query: lastQuery.query });
+  if (chunk) {
+    params.set("chunk_start", chunk.start);
+    params.set("chunk_end", chunk.end);
+  }
   try {
     const doc = await api(`/api/document?${params}`);
     $("doc-title").textContent = `${doc.collection} · ${doc.pk} ${doc.key}`;
     $("doc-fields").replaceChildren(...Object.entries(doc.fields).flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: `${v}` })]));
     $("doc-text").replaceChildren();
-    segmentsTo($("doc-text"), doc.text);
+    segmentsTo($("doc-text"), doc.text, doc.chunk && { ...chunk, ...doc.chunk });
     $("doc").showModal();
   } catch (e) {
     showError($("error"), e.message);
@@ -319,6 +359,8 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => switchView(tab.dataset.view));
   $("collection").addEventListener("change", onCollection);
   $("provider").addEventListener("change", onProvider);
+  $("fuse").addEventListener("change", onFuse);
+  onFuse();  // a reload may bring the form's last choice back
   $("query-form").addEventListener("submit", runQuery);
   $("load").addEventListener("click", () => loadCollection($("collection").value));
   $("eval-file").addEventListener("change", loadReport);
