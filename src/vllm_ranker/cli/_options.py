@@ -350,20 +350,24 @@ _FLAG_PARAMS = {
 
 def rerank_params(args: argparse.Namespace) -> dict[str, Any]:
     """--rerank-params as a dict ({} when absent); a bad JSON, a non-object or a flag's param is a UsageError."""
+    text = getattr(args, "rerank_params", None)
+    return {} if text is None else params_object("--rerank-params", text)
+
+
+def params_object(flag: str, text: str) -> dict[str, Any]:
+    """A JSON object of RERANK Function params given to ``flag``; a bad JSON, a non-object or a param that a flag
+    of the command sets is a UsageError."""
     import json
 
-    text = getattr(args, "rerank_params", None)
-    if text is None:
-        return {}
     try:
         params = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--rerank-params is not valid JSON ({exc.msg} at character {exc.pos}): {text}") from None
+        raise UsageError(f"{flag} is not valid JSON ({exc.msg} at character {exc.pos}): {text}") from None
     if not isinstance(params, dict):
-        raise UsageError(f'--rerank-params must be a JSON object, e.g. {{"chunk": {{"words": 120}}}}, not: {text}')
+        raise UsageError(f'{flag} must be a JSON object, e.g. {{"chunk": {{"words": 120}}}}, not: {text}')
     for key in params:
         if key.lower() in _FLAG_PARAMS:
-            raise UsageError(f"--rerank-params: {key} is set by the command: {_FLAG_PARAMS[key.lower()]}")
+            raise UsageError(f"{flag}: {key} is set by the command: {_FLAG_PARAMS[key.lower()]}")
     return params
 
 
@@ -387,4 +391,5 @@ def rerank_config(args: argparse.Namespace, endpoint: Endpoints | str, *, cache:
         cache=cache,
         api_key=api_key,
         params=rerank_params(args),
+        text_field=getattr(args, "rerank_field", None),
     )

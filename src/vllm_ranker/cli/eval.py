@@ -5,11 +5,15 @@
     vllm-ranker eval ../shared/datasets/scifact --pipelines bm25,bm25+rerank --window 50
     vllm-ranker eval DIR --uri http://milvus:19530 --endpoint http://embed:8000 \\
         --rerank-provider cohere --rerank-endpoint https://api.cohere.com --rerank-model rerank-v3.5
+    vllm-ranker eval DIR --pipelines bm25,bm25+rerank --rerank-field body \\
+        --variant title='{"document_template": "{title}\\n{body}"}' --variant rrf='{"fuse": {"method": "rrf"}}'
 
 Pipelines: bm25, dense, hybrid (RRF) and each +rerank (the first stage's top --window, reranked by the model
 through vllm_ranker.MilvusClient, then the rest of the first stage). Embeddings come from the embedder (--endpoint,
 else the local one on --port), rerank from the reranker (--rerank-endpoint, else the local one on --rerank-port).
-Prints a table per dataset (each +rerank against its own first stage: wins/ties/losses and paired p-values) and
+Each --variant NAME=JSON adds, for every +rerank pipeline, one more (e.g. bm25+rerank:title) whose RERANK Function
+takes those params too, compared with the plain +rerank. Prints a table per dataset (each +rerank against its own
+first stage, each variant against its plain +rerank: wins/ties/losses and paired p-values) and
 writes a JSON report, a PNG chart and one TREC run file per pipeline. The header and the report say what kind of
 model reranks (a bi-encoder's rerank only re-sorts by cosine). The collection must have been made by
 `vllm-ranker ingest` with the same embeddings model.
@@ -32,6 +36,7 @@ from vllm_ranker.cli._options import (
     collection_name,
     connect,
     embeddings_endpoint,
+    params_object,
     positive_int,
     progress_bar,
     require_collection,
@@ -79,6 +84,20 @@ def add_parser(sub: Any) -> None:
         help="comma-separated from bm25, dense, hybrid, bm25+rerank, dense+rerank, hybrid+rerank; or 'all'",
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="one more pipeline per +rerank pipeline, named PIPELINE:NAME, whose RERANK Function also takes the "
+        'JSON object\'s params (e.g. title=\'{"document_template": "{title}\\n{body}"}\'); compared with the '
+        "plain +rerank; repeatable",
+    )
+    parser.add_argument(
+        "--rerank-field",
+        help="the VARCHAR field the model reads (default text: title and body, as ingest stores them; body: the "
+        "body alone, as a collection with a separate title holds it)",
+    )
+    parser.add_argument(
         "--max-queries", type=positive_int, help="evaluate only the first N judged queries (a quick try)"
     )
     parser.add_argument("--chunk", type=positive_int, default=8, help="queries per Milvus call")
@@ -101,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be checked without a model is checked before vLLM starts (a minute on a CPU).
     require_extra()
     console = Console()
-    pipelines = parse_pipelines(args.pipelines)
+    pipelines = with_variants(parse_pipelines(args.pipelines), args.variant)
     reranks = any(p.rerank for p in pipelines)
     if reranks:
         rerank_params(args)  # a bad JSON refused before vLLM starts (a minute on a CPU)
@@ -136,6 +155,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_variants(pipelines: list[Pipeline], variants: list[str]) -> list[Pipeline]:
+    """Each +rerank pipeline followed by its variants (``NAME=JSON`` each); a bad one is a UsageError."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for spec in variants:
+        name, eq, text = spec.partition("=")
+        if not eq or not name.strip():
+            raise UsageError(f'--variant {spec!r}: give NAME=JSON, e.g. rrf=\'{{"fuse": {{"method": "rrf"}}}}\'')
+        if name.strip() in parsed:
+            raise UsageError(f"--variant {name.strip()!r} is given twice: give each variant its own name")
+        parsed[name.strip()] = params_object(f"--variant {name.strip()}", text)
+    if parsed and not any(p.rerank for p in pipelines):
+        raise UsageError("--variant applies to +rerank pipelines: add one to --pipelines (e.g. bm25,bm25+rerank)")
+    out: list[Pipeline] = []
+    for pipeline in pipelines:
+        out.append(pipeline)
+        if pipeline.rerank:
+            out.extend(pipeline.with_variant(name, params) for name, params in parsed.items())
+    return out
+
+
 def _evaluate_one(
     console: Console,
     args: argparse.Namespace,
@@ -149,8 +188,10 @@ def _evaluate_one(
     from vllm_ranker import MilvusClient
     from vllm_ranker.tools import Embedder, embed_queries, evaluate
 
-    # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query.
-    cache_size = 2 * rerank.window * len(qrels) + 1024
+    # Room for every (query, candidate) pair of the run: hybrid reranks up to 2 x window per query; a variant may
+    # score other texts (a template) or several chunks per candidate (counted as 4).
+    variants = sum(1 for p in pipelines if p.variant)
+    cache_size = 2 * rerank.window * len(qrels) * (1 + 4 * variants) + 1024
     client = MilvusClient(uri=args.uri, token=args.token, rerank_cache_size=cache_size)
     try:
         client.load_collection(name)
@@ -160,12 +201,14 @@ def _evaluate_one(
                 vectors = dict(zip(judged, embed_queries(embedder, [queries[q] for q in judged]), strict=True))
             model = embedder.model
         searcher = Searcher(client, name, depth=100, rerank=rerank)
-        first_rerank = next((p for p in pipelines if p.rerank), None)
-        if first_rerank is not None and rerank.params and judged:
-            # The client refuses a param before its first-stage search; one query through a +rerank pipeline
-            # first makes --rerank-params refused before any pipeline has searched (the CLI may not reach the
-            # core's parser, docs/modules.md).
-            searcher.run(first_rerank, [queries[judged[0]]], [vectors[judged[0]]])
+        users = rerank.params or rerank.text_field
+        probes = [p for p in pipelines if p.rerank and not p.variant][:1] if users else []
+        probes += [p for p in pipelines if p.variant]
+        for probe in probes if judged else []:
+            # The client refuses a param before its first-stage search; one query through each +rerank pipeline
+            # whose params are the user's makes --rerank-params, --rerank-field and each --variant refused before
+            # any pipeline has searched (the CLI may not reach the core's parser, docs/modules.md).
+            searcher.run(probe, [queries[judged[0]]], [vectors[judged[0]]])
         with progress_bar(console) as bar:
             tasks = {p.name: bar.add_task(p.name, total=len(qrels), rate="", start=False) for p in pipelines}
             started: dict[str, float] = {}
@@ -193,6 +236,8 @@ def _evaluate_one(
                 "truncate_prompt_tokens": rerank.truncate_prompt_tokens,
                 "shared_scores": rerank.cache,
                 "rerank_params": dict(rerank.params),
+                "rerank_field": rerank.text_field or "text",
+                "variants": {p.name: dict(p.variant_params) for p in pipelines if p.variant},
             }
             return evaluate(
                 searcher,

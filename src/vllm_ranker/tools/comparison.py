@@ -48,7 +48,8 @@ def write_run_file(path: str | Path, run: Mapping[str, Sequence[str]], tag: str)
 
 
 def run_file_name(collection: str, pipeline: str) -> str:
-    return f"{collection}-{pipeline.replace('+', '_')}.trec"
+    # No '+' or ':' in file names (a variant is "bm25+rerank:title"): "scifact-bm25_rerank-title.trec".
+    return f"{collection}-{pipeline.replace('+', '_').replace(':', '-')}.trec"
 
 
 def _scipy_stats() -> Any:

@@ -83,6 +83,11 @@ class PipelineResult:
     run_file: str | None = None
     # For a +rerank pipeline: compared with its own first stage (comparison.compare), when that ran too.
     vs_first_stage: dict[str, Any] | None = None
+    # What the table compares it with: a variant with its plain +rerank (else its first stage), a +rerank with its
+    # first stage; None for a first stage.
+    baseline: str | None = None
+    vs_baseline: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # a variant's own RERANK params
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "run"}
@@ -101,12 +106,18 @@ class EvalReport:
         return str(self.config.get("rerank_model_kind") or "unknown")
 
     def compare_with_first_stages(self) -> None:
-        """Fill ``vs_first_stage`` of each +rerank pipeline whose first stage is in the report."""
+        """Fill ``vs_first_stage`` of each +rerank pipeline (variants too) whose first stage is in the report, and
+        ``vs_baseline``: a variant against its plain +rerank when that ran, else like ``vs_first_stage``."""
         by_name = {r.name: r for r in self.results}
         for r in self.results:
-            base = by_name.get(r.name.removesuffix("+rerank")) if r.name.endswith("+rerank") else None
-            if base is not None:
-                r.vs_first_stage = compare(base.per_query, r.per_query)
+            stage, plus, _ = r.name.partition("+")
+            first = by_name.get(stage) if plus else None
+            if first is not None:
+                r.vs_first_stage = compare(first.per_query, r.per_query)
+                r.baseline, r.vs_baseline = first.name, r.vs_first_stage
+            plain = by_name.get(stage + "+rerank") if ":" in r.name else None
+            if plain is not None:
+                r.baseline, r.vs_baseline = plain.name, compare(plain.per_query, r.per_query)
 
     def write_runs(self, directory: str | Path) -> list[Path]:
         """One TREC run file per pipeline in *directory*; each result records its file's name."""
@@ -138,7 +149,7 @@ class EvalReport:
 
     def label(self, name: str) -> str:
         """A pipeline's name as tables and charts show it: a bi-encoder's +rerank is called a re-sort."""
-        if name.endswith("+rerank") and self.rerank_kind == "bi-encoder":
+        if "+rerank" in name and self.rerank_kind == "bi-encoder":
             return f"{name} (bi-encoder re-sort)"
         return name
 
@@ -148,19 +159,20 @@ class EvalReport:
         table = Table(
             title=f"{self.collection} ({self.split} split, {self.queries} queries)",
             caption=f"reranker: {self.config.get('rerank_model') or 'the server model'}: {kind_note(self.rerank_kind)}"
-            "; Δ, W/T/L and p: nDCG@10 of each +rerank against its own first stage (paired t-test, randomisation)",
+            "; Δ, W/T/L and p: nDCG@10 against the pipeline in 'vs' (a +rerank against its first stage, a variant "
+            "against its plain +rerank; paired t-test, randomisation)",
         )
         table.add_column("pipeline")
         for name in METRICS:
             table.add_column(name, justify="right")
-        for name in ("Δ nDCG@10", "W/T/L", "p t-test", "p rand."):
+        for name in ("vs", "Δ nDCG@10", "W/T/L", "p t-test", "p rand."):
             table.add_column(name, justify="right")
         table.add_column("time", justify="right")
         for r in self.results:
-            c = r.vs_first_stage
-            extra = ["", "", "", ""]
+            c = r.vs_baseline
+            extra = ["", "", "", "", ""]
             if c:
-                extra = [f"{c['mean_delta']:+.4f}", f"{c['wins']}/{c['ties']}/{c['losses']}"]
+                extra = [r.baseline or "", f"{c['mean_delta']:+.4f}", f"{c['wins']}/{c['ties']}/{c['losses']}"]
                 extra += [format_p(c["p_ttest"]), format_p(c["p_randomisation"])]
             table.add_row(self.label(r.name), *(f"{r.metrics[m]:.4f}" for m in METRICS), *extra, f"{r.seconds:.1f} s")
         return table
@@ -180,8 +192,8 @@ class EvalReport:
         width = 0.8 / max(len(self.results), 1)
         for i, r in enumerate(self.results):
             xs = [m + (i - (len(self.results) - 1) / 2) * width for m in range(len(METRICS))]
-            c = r.vs_first_stage
-            p = f" (nDCG@10 p={format_p(c['p_ttest'])} t-test vs first stage)" if c else ""
+            c = r.vs_baseline
+            p = f" (nDCG@10 p={format_p(c['p_ttest'])} t-test vs {r.baseline})" if c else ""
             bars = ax.bar(xs, [r.metrics[m] for m in METRICS], width, label=self.label(r.name) + p)
             ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
         ax.set_xticks(range(len(METRICS)), list(METRICS))
@@ -247,7 +259,9 @@ def evaluate(
                 progress(pipeline, min(start + chunk, len(ids)), len(ids))
         seconds = time.perf_counter() - started
         means, per_query = score_run(run, qrels)
-        results.append(PipelineResult(pipeline.name, means, seconds, len(ids), rerank_totals, per_query, run))
+        result = PipelineResult(pipeline.name, means, seconds, len(ids), rerank_totals, per_query, run)
+        result.params = dict(pipeline.variant_params)
+        results.append(result)
     report = EvalReport(searcher.collection, split, len(ids), dict(config or {}), results)
     report.compare_with_first_stages()
     return report

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pymilvus and httpx are loaded by the code that runs, not by
 
 ID_FIELD = "id"
 TITLE_FIELD = "title"
+# The body alone, as a collection usually holds it (a model ranker reads one field in Milvus): what `eval` reranks
+# to measure what `document_template: "{title}\n{body}"` adds. Collections ingested before it existed lack it.
+BODY_FIELD = "body"
 TEXT_FIELD = "text"  # title + body: what BM25 indexes, what was embedded, what a model ranker reads
 DENSE_FIELD = "dense"
 SPARSE_FIELD = "sparse"
@@ -64,6 +67,7 @@ def create_collection(
     schema = client.create_schema(auto_id=False, description=description)
     schema.add_field(ID_FIELD, DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
     schema.add_field(TITLE_FIELD, DataType.VARCHAR, max_length=MAX_TITLE_BYTES)
+    schema.add_field(BODY_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
     add_text_fields(
         schema,
         dim=dim,
@@ -231,6 +235,7 @@ def _fill(
                 {
                     ID_FIELD: _clip(d.id, MAX_ID_BYTES),
                     TITLE_FIELD: _clip(d.title, MAX_TITLE_BYTES),
+                    BODY_FIELD: _clip(d.text, MAX_TEXT_BYTES),
                     TEXT_FIELD: text,
                     DENSE_FIELD: vector,
                 }

@@ -28,16 +28,33 @@ if TYPE_CHECKING:
 FIRST_STAGES = ("bm25", "dense", "hybrid")
 ALL_PIPELINES = ("bm25", "dense", "hybrid", "bm25+rerank", "dense+rerank", "hybrid+rerank")
 RRF_K = 60  # Milvus's default, and the value of the RRF paper
+VARIANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     first_stage: str
     rerank: bool
+    # A named variant of a +rerank pipeline (eval --variant NAME=JSON): its params are merged over the others, and
+    # it is compared with the plain +rerank of the same first stage.
+    variant: str = ""
+    variant_params: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def name(self) -> str:
-        return self.first_stage + ("+rerank" if self.rerank else "")
+        return self.first_stage + ("+rerank" if self.rerank else "") + (f":{self.variant}" if self.variant else "")
+
+    @property
+    def baseline(self) -> str:
+        """The pipeline this one is compared with: a variant with its plain +rerank, a +rerank with its first stage."""
+        return self.first_stage + "+rerank" if self.variant else self.first_stage
+
+    def with_variant(self, name: str, params: Mapping[str, Any]) -> Pipeline:
+        if not self.rerank:
+            raise ToolInputError(f"pipeline {self.name} does not rerank: a variant applies to +rerank pipelines")
+        if not VARIANT_NAME.fullmatch(name):
+            raise ToolInputError(f"variant name {name!r}: use letters, digits, '_' or '-' (e.g. title, chunk120)")
+        return Pipeline(self.first_stage, True, name, dict(params))
 
     @classmethod
     def parse(cls, name: str) -> Pipeline:
@@ -70,8 +87,10 @@ class RerankConfig:
     api_key: str | None = field(default=None, repr=False)
     # More of the Function's params (eval/bench --rerank-params), e.g. chunk or fuse: merged last, so they win.
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    text_field: str | None = None  # the VARCHAR field the model reads (input_field_names); None: ingest's title + body
 
-    def function(self, queries: Sequence[str]) -> Function:
+    def function(self, queries: Sequence[str], variant: Mapping[str, Any] | None = None) -> Function:
+        """The RERANK Function for ``queries``; a variant's params are merged over ``params``."""
         from pymilvus import Function, FunctionType
 
         from vllm_ranker.tools.ingest import TEXT_FIELD
@@ -94,7 +113,13 @@ class RerankConfig:
         if self.api_key:
             params["api_key"] = self.api_key
         params.update(self.params)
-        return Function(name="rerank", input_field_names=[TEXT_FIELD], function_type=FunctionType.RERANK, params=params)
+        params.update(variant or {})
+        return Function(
+            name="rerank",
+            input_field_names=[self.text_field or TEXT_FIELD],
+            function_type=FunctionType.RERANK,
+            params=params,
+        )
 
 
 @dataclass
@@ -136,7 +161,7 @@ class Searcher:
         if pipeline.rerank and self.rerank is None:
             raise ToolInputError(f"pipeline {pipeline.name} needs a rerank endpoint (--rerank-endpoint)")
         window = self.rerank.window if (pipeline.rerank and self.rerank) else self.depth
-        ranker = self.rerank.function(texts) if (pipeline.rerank and self.rerank) else None
+        ranker = self.rerank.function(texts, pipeline.variant_params) if (pipeline.rerank and self.rerank) else None
         vecs = [list(v) for v in vectors]
         out_fields = [ID_FIELD]
         if pipeline.first_stage == "hybrid":
