@@ -26,6 +26,7 @@ from vllm_ranker.core.driver import drive_async
 from vllm_ranker.core.flow import Flow, Rerank
 from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE
 from vllm_ranker.core.spec import is_model_ranker
+from vllm_ranker.core.token_chunks import Tokenize
 from vllm_ranker.provider_settings import ConfigSource, PolicySource
 from vllm_ranker.transport import DEFAULT_CLIENT_LIMIT, AsyncTransport
 
@@ -118,9 +119,12 @@ class AsyncMilvusClient(RerankState, pymilvus.AsyncMilvusClient):  # type: ignor
             return list(await asyncio.gather(*(plain(**call) for call in calls)))  # sub-searches concurrently
 
         async def rerank(step: Rerank) -> list[list[float]]:
-            return await self._http().rerank(step.spec, step.batches, step.stats)
+            return await self._http().rerank(step.spec, step.batches, step.stats, step.deadline)
 
-        return await drive_async(flow, super().describe_collection, searches, rerank)
+        async def tokenize(step: Tokenize) -> list[list[str]]:
+            return await self._http().tokenize(step.spec, step.texts, step.stats, step.deadline)
+
+        return await drive_async(flow, super().describe_collection, searches, rerank, tokenize)
 
     async def close(self) -> None:
         if self._transport is not None:

@@ -142,7 +142,8 @@ class MilvusClient(RerankState, pymilvus.MilvusClient):  # type: ignore[misc]
             flow,
             super().describe_collection,
             lambda calls: [plain(**call) for call in calls],
-            lambda step: self._http().rerank(step.spec, step.batches, step.stats),
+            lambda step: self._http().rerank(step.spec, step.batches, step.stats, step.deadline),
+            lambda step: self._http().tokenize(step.spec, step.texts, step.stats, step.deadline),
         )
 
     def close(self) -> None:

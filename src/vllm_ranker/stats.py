@@ -14,14 +14,19 @@ _PORTS = {"http": 80, "https": 443}
 class RerankStats:
     candidates: int = 0
     batches: int = 0
-    requests: int = 0  # HTTP requests sent, retries included
+    requests: int = 0  # rerank HTTP requests sent, retries included (the tokenizer's: tokenize_requests)
     retries: int = 0
     failovers: int = 0  # retries sent to another endpoint (several endpoints)
     chunks: int = 0  # chunks scored (the chunk param; candidates then counts documents)
-    chunk_unit: str = ""  # what a chunk's size counts: "words" (token counting is future work)
+    chunk_unit: str = ""  # what a chunk's size counts: "words", or "tokens" (the model's, by its tokenizer)
+    # chunk "tokens": documents whose tokens could not be placed on their text, chunked by words instead (as many
+    # per chunk as their tokens-per-word ratio allows)
+    chunk_fallbacks: int = 0
+    tokenize_requests: int = 0  # chunk "tokens": HTTP requests to the tokenizer (one per distinct text, retries too)
+    tokenize_seconds: float = 0.0  # chunk "tokens": wall time of the tokenize step (not in rerank_seconds)
     cache_hits: int = 0
     cache_misses: int = 0
-    service_seconds: float = 0.0  # summed time spent waiting on the service
+    service_seconds: float = 0.0  # summed time spent waiting on the service's rerank answers
     rerank_seconds: float = 0.0  # wall time of the whole rerank step
     search_seconds: float = 0.0  # wall time of the first-stage Milvus search(es)
     prompt_tokens: int = 0  # from vLLM's `usage`, when the service reports it

@@ -188,7 +188,7 @@ def test_fuse_weighted_turns_smaller_is_better_around() -> None:
         ({"chunk": {"words": 5, "max_chunks": 0}}, "chunk.max_chunks: 0 must be >= 1"),
         ({"chunk": {"overlap": 2}}, "chunk: words is missing"),
         ({"chunk": "ten"}, "chunk: ten is not a JSON object"),
-        ({"chunk": {"tokens": 100}}, "chunk.tokens: counting the model's tokens is not supported yet"),
+        ({"chunk": {"tokens": 100, "words": 80}}, "chunk: both words and tokens are given: give one"),
         ({"document_template": "{title} {abstract}"}, "document_template: field abstract not found"),
         ({"document_template": "{year}: {document}"}, "document_template: field year is INT64, not VARCHAR"),
         ({"document_template": "plain text"}, "document_template: 'plain text' names no field"),

@@ -39,6 +39,7 @@ _FACE: dict[str, tuple[str, str]] = {
     "ProviderConfigError": ("provider_config", "ProviderConfigError"),
     "SCHEMA_CHANGES": ("schema", "SCHEMA_CHANGES"),
     "SchemaCache": ("schema", "SchemaCache"),
+    "Tokenize": ("token_chunks", "Tokenize"),
     "DEFAULT_CACHE_SIZE": ("score_cache", "DEFAULT_CACHE_SIZE"),
     "ScoreCache": ("score_cache", "ScoreCache"),
     "ITERATOR_KEYS": ("search_args", "ITERATOR_KEYS"),
@@ -65,6 +66,7 @@ __all__ = [
     "RerankSpec",
     "SchemaCache",
     "ScoreCache",
+    "Tokenize",
     "chain_flow",
     "drive",
     "foreign_provider",
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
     from vllm_ranker.core.score_cache import DEFAULT_CACHE_SIZE, ScoreCache
     from vllm_ranker.core.search_args import ITERATOR_KEYS, is_iterator_search, refuse_iterator_rerank
     from vllm_ranker.core.spec import RerankSpec, foreign_provider, is_model_ranker, unknown_everywhere
+    from vllm_ranker.core.token_chunks import Tokenize
 
 
 __getattr__ = lazy_face(globals(), _FACE, within=True)

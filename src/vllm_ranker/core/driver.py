@@ -1,9 +1,10 @@
 """Carrying a flow's steps out (core/flow.py): the loop every driver runs, blocking or awaited.
 
-A driver gives three performers: ``describe(collection_name)`` -> the describe dict, ``searches(calls)`` -> one
-result per call in the same order, ``rerank(step)`` -> one list of scores per batch (or raises the
-``RerankServiceError`` that ended the rerank, which is thrown into the flow). ``MilvusClient`` performs them
-with pymilvus, the gateway with protos over its backend channel (``drive``); ``AsyncMilvusClient`` awaits them
+A driver gives its performers: ``describe(collection_name)`` -> the describe dict, ``searches(calls)`` -> one
+result per call in the same order, ``rerank(step)`` -> one list of scores per batch, and ``tokenize(step)`` -> each
+text's token strings (only flows of ``chunk.tokens`` yield that step). ``rerank`` and ``tokenize`` may raise the
+``RerankServiceError`` that ended them, which is thrown into the flow. ``MilvusClient`` performs them with pymilvus
+and its transport, the gateway with protos over its backend channel (``drive``); ``AsyncMilvusClient`` awaits them
 (``drive_async``). The two loops are the same but for ``await``.
 """
 
@@ -13,14 +14,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from vllm_ranker.core.flow import Describe, Flow, Rerank, Searches
+from vllm_ranker.core.token_chunks import Tokenize
 from vllm_ranker.errors import RerankServiceError
 
 Describer = Callable[[str], Any]
 Searcher = Callable[[list[dict[str, Any]]], Sequence[Any]]
 Reranker = Callable[[Rerank], list[list[float]]]
+Tokenizer = Callable[[Tokenize], list[list[str]]]
 
 
-def drive(flow: Flow, describe: Describer, searches: Searcher, rerank: Reranker) -> Any:
+def _no_tokenizer(step: Tokenize) -> Any:  # pragma: no cover - every driver of the package gives one
+    raise TypeError("this driver does not carry Tokenize steps out: give drive() a tokenize performer")
+
+
+def drive(
+    flow: Flow, describe: Describer, searches: Searcher, rerank: Reranker, tokenize: Tokenizer = _no_tokenizer
+) -> Any:
     """Run ``flow`` to its end, blocking; returns its result (or raises what it raised)."""
     reply: Any = None
     failure: RerankServiceError | None = None
@@ -34,9 +43,9 @@ def drive(flow: Flow, describe: Describer, searches: Searcher, rerank: Reranker)
             reply = describe(step.collection_name)
         elif isinstance(step, Searches):
             reply = list(searches(step.calls))
-        elif isinstance(step, Rerank):
+        elif isinstance(step, (Rerank, Tokenize)):
             try:
-                reply = rerank(step)
+                reply = rerank(step) if isinstance(step, Rerank) else tokenize(step)
             except RerankServiceError as failed:  # thrown into the flow: it raises or falls back
                 failure = failed
         else:  # pragma: no cover - the flow yields nothing else
@@ -48,6 +57,7 @@ async def drive_async(
     describe: Callable[[str], Awaitable[Any]],
     searches: Callable[[list[dict[str, Any]]], Awaitable[Sequence[Any]]],
     rerank: Callable[[Rerank], Awaitable[list[list[float]]]],
+    tokenize: Callable[[Tokenize], Awaitable[list[list[str]]]] | None = None,
 ) -> Any:
     """``drive``, awaiting each performer."""
     reply: Any = None
@@ -62,9 +72,9 @@ async def drive_async(
             reply = await describe(step.collection_name)
         elif isinstance(step, Searches):
             reply = list(await searches(step.calls))
-        elif isinstance(step, Rerank):
+        elif isinstance(step, (Rerank, Tokenize)):
             try:
-                reply = await rerank(step)
+                reply = await (rerank(step) if isinstance(step, Rerank) else (tokenize or _no_tokenizer)(step))
             except RerankServiceError as failed:
                 failure = failed
         else:  # pragma: no cover - the flow yields nothing else

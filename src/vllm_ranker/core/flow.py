@@ -8,9 +8,11 @@ The step protocol:
 - ``yield Describe(name)``: the driver sends back ``describe_collection(name)``'s dict.
 - ``yield Searches(calls)``: the driver runs each call as a plain ``search(**call)`` and sends back the list of
   results, in the same order.
-- ``yield Rerank(spec, batches, stats)``: the driver sends back one list of scores per batch; when the rerank
-  service fails it throws the ``RerankServiceError`` into the flow instead (``flow.throw(error)``), and the flow
-  raises it or falls back to the first-stage order (``on_failure: passthrough``).
+- ``yield Rerank(spec, batches, stats, deadline)``: the driver sends back one list of scores per batch; when the
+  rerank service fails it throws the ``RerankServiceError`` into the flow instead (``flow.throw(error)``), and the
+  flow raises it or falls back to the first-stage order (``on_failure: passthrough``).
+- ``yield Tokenize(spec, texts, stats, deadline)`` (before the rerank, for ``chunk.tokens``: token_chunks.py): the
+  driver sends back each text's token strings, or throws the tokenizer's ``RerankServiceError`` in, as for a rerank.
 - ``return``: the search's result (``StopIteration.value``), shaped like pymilvus's.
 Any other exception the flow raises (a ``RerankParamError`` before any I/O, say) ends the search.
 """
@@ -46,8 +48,9 @@ from vllm_ranker.core.results import make_result
 from vllm_ranker.core.schema import CollectionInfo, SchemaCache
 from vllm_ranker.core.score_cache import ScoreCache, document_digest, scope_digest
 from vllm_ranker.core.search_args import ids_count, refuse_beside_model_ranker
-from vllm_ranker.core.shaping import candidates_of, chunk_all, fetch_fields, shape_scores
+from vllm_ranker.core.shaping import candidates_of, fetch_fields, shape_scores
 from vllm_ranker.core.spec import RerankSpec, parse_ranker
+from vllm_ranker.core.token_chunks import Tokenize, chunk_all, refuse_tokens
 from vllm_ranker.errors import RerankParamError, RerankServiceError
 from vllm_ranker.stats import RerankStats
 from vllm_ranker.values.redaction import redact
@@ -73,11 +76,12 @@ class Rerank:
     spec: RerankSpec
     batches: Sequence[Batch]
     stats: RerankStats
+    deadline: float | None = None  # time.monotonic() the call's rerank must end by; None: spec.timeout from now
 
 
 log = logging.getLogger(__name__)
 
-Step = Describe | Searches | Rerank
+Step = Describe | Searches | Rerank | Tokenize
 Flow = Generator[Step, Any, Any]
 
 
@@ -100,6 +104,7 @@ def _spec(
         cache.put(collection_name, info)
         spec = parse_ranker(ranker, info)
     config.check_endpoints([t.url for t in spec.targets], spec.provider.name)  # before the first-stage search
+    refuse_tokens(spec)
     return spec, info
 
 
@@ -117,6 +122,7 @@ def _rerank(
     candidates: list[list[Candidate]],
     stats: RerankStats,
     score_cache: ScoreCache | None,
+    deadline: float | None = None,
 ) -> Generator[Step, Any, list[list[float]] | None]:
     """Every candidate's model score, per query; None when the service failed and ``on_failure`` is
     passthrough (the caller then returns the first-stage order). Only cache misses are sent."""
@@ -141,7 +147,7 @@ def _rerank(
     batches = plan_batches(queries, to_send, spec.batch_size)
     stats.batches = len(batches)
     try:
-        reply = (yield Rerank(spec, batches, stats)) if batches else []
+        reply = (yield Rerank(spec, batches, stats, deadline)) if batches else []
     except RerankServiceError as failed:  # thrown in by the driver
         stats.rerank_seconds = time.perf_counter() - started
         if spec.on_failure != "passthrough":
@@ -169,9 +175,16 @@ def _shaped_rerank(
     score_cache: ScoreCache | None,
 ) -> Generator[Step, Any, list[list[float]] | None]:
     """``_rerank`` of the documents, or of their chunks (all in the same batches), then shaped (core/shaping.py)."""
-    chunked = chunk_all(candidates, spec.shaping)
+    deadline = time.monotonic() + spec.timeout  # token chunks: the tokenize and the rerank within one timeout
+    try:
+        chunked = yield from chunk_all(spec, candidates, stats, deadline)
+    except RerankServiceError as failed:  # the tokenizer's, thrown in by the driver
+        if spec.on_failure != "passthrough":
+            raise
+        _fall_back(spec, stats, failed)
+        return shape_scores(spec.shaping, candidates, None, None, stats)
     to_score = candidates if chunked is None else [c.pieces for c in chunked]
-    scores = yield from _rerank(spec, queries, to_score, stats, score_cache)
+    scores = yield from _rerank(spec, queries, to_score, stats, score_cache, deadline)
     return shape_scores(spec.shaping, candidates, scores, chunked, stats)
 
 

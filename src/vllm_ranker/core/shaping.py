@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vllm_ranker.core.chunking import Chunk, Chunked, ChunkSpec, chunk_candidates
+from vllm_ranker.core.chunking import Chunk, Chunked, ChunkSpec, Unit
 from vllm_ranker.core.document_text import Template, parse_template
 from vllm_ranker.core.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FUSE_METHODS, FuseSpec, first_stage_scores, fuse
 from vllm_ranker.core.ordering import Candidate
@@ -24,7 +24,9 @@ FIRST_STAGE_SCORE = "$first_stage_score"
 FIRST_STAGE_RANK = "$first_stage_rank"
 RERANK_CHUNK = "$rerank_chunk"
 
-_CHUNK_HINT = 'give e.g. chunk: {"words": 200, "overlap": 40, "max_chunks": 8, "return": true}'
+_CHUNK_HINT = (
+    'give e.g. chunk: {"words": 200, "overlap": 40, "max_chunks": 8, "return": true} or {"tokens": 256, "overlap": 32}'
+)
 _FUSE_HINT = 'give e.g. fuse: {"method": "rrf", "k": 60} or {"method": "weighted", "weight": 0.7}'
 
 
@@ -89,23 +91,30 @@ def _int(key: str, raw: Any, minimum: int, hint: str) -> int:
 
 def _chunk(raw: Any) -> ChunkSpec:
     given = _mapping("chunk", raw, ("words", "overlap", "max_chunks", "return", "tokens"), _CHUNK_HINT)
-    if "tokens" in given:
-        raise RerankParamError(f"chunk.tokens: counting the model's tokens is not supported yet: {_CHUNK_HINT}")
-    if "words" not in given:
-        raise RerankParamError(f"chunk: words is missing (the words per chunk): {_CHUNK_HINT}")
-    words = _int("chunk.words", given["words"], 1, _CHUNK_HINT)
-    overlap = _int("chunk.overlap", given.get("overlap", 0), 0, _CHUNK_HINT)
-    if overlap >= words:
+    if "words" in given and "tokens" in given:
         raise RerankParamError(
-            f"chunk.overlap: {overlap} must be smaller than chunk.words ({words}): neighbouring chunks share "
-            "overlap words, so lower overlap or raise words"
+            "chunk: both words and tokens are given: give one, the size of a chunk in words, or in the model's "
+            f"tokens (counted by the service's tokenizer, provider vllm only); {_CHUNK_HINT}"
+        )
+    if "words" not in given and "tokens" not in given:
+        raise RerankParamError(
+            "chunk: words is missing (the words per chunk; or give tokens, the model's tokens per chunk, provider "
+            f"vllm only): {_CHUNK_HINT}"
+        )
+    unit: Unit = "words" if "words" in given else "tokens"
+    size = _int(f"chunk.{unit}", given[unit], 1, _CHUNK_HINT)
+    overlap = _int("chunk.overlap", given.get("overlap", 0), 0, _CHUNK_HINT)
+    if overlap >= size:
+        raise RerankParamError(
+            f"chunk.overlap: {overlap} must be smaller than chunk.{unit} ({size}): neighbouring chunks share "
+            f"overlap {unit}, so lower overlap or raise {unit}"
         )
     max_chunks = _int("chunk.max_chunks", given["max_chunks"], 1, _CHUNK_HINT) if "max_chunks" in given else None
     try:
         back = values.as_bool(given.get("return", False))
     except ValueError:
         raise RerankParamError(f"chunk.return: {given['return']} is not a valid bool: {_CHUNK_HINT}") from None
-    return ChunkSpec(words, overlap, max_chunks, back)
+    return ChunkSpec(size, overlap, max_chunks, back, unit)
 
 
 def _fuse(raw: Any) -> FuseSpec:
@@ -174,10 +183,6 @@ def candidates_of(
     return out
 
 
-def chunk_all(candidates: Sequence[Sequence[Candidate]], shaping: Shaping) -> list[Chunked] | None:
-    return None if shaping.chunk is None else [chunk_candidates(c, shaping.chunk) for c in candidates]
-
-
 def shape_scores(
     shaping: Shaping,
     candidates: Sequence[Sequence[Candidate]],
@@ -190,6 +195,7 @@ def shape_scores(
     if chunked is not None and shaping.chunk is not None:
         stats.chunks = sum(len(c.pieces) for c in chunked)
         stats.chunk_unit = shaping.chunk.unit
+        stats.chunk_fallbacks = sum(c.fallbacks for c in chunked)
         stats.candidates = sum(len(c) for c in candidates)
     for q, cands in enumerate(candidates):
         if shaping.keep_first_stage:

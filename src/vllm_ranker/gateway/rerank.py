@@ -32,6 +32,7 @@ from vllm_ranker.core import (
     Rerank,
     SchemaCache,
     ScoreCache,
+    Tokenize,
     chain_flow,
     drive,
     foreign_provider,
@@ -174,7 +175,10 @@ class _Steps:
     def rerank(self, step: Rerank) -> list[list[float]]:
         if self.audit is not None:
             self.audit.saw_rerank(step.spec, step.stats)
-        return self.transport.rerank(step.spec, step.batches, step.stats)
+        return self.transport.rerank(step.spec, step.batches, step.stats, step.deadline)
+
+    def tokenize(self, step: Tokenize) -> list[list[str]]:
+        return self.transport.tokenize(step.spec, step.texts, step.stats, step.deadline)
 
 
 class Reranker:
@@ -234,7 +238,7 @@ class Reranker:
         steps = _Steps(self.backend, metadata, timeout, db_name, "", [request], state.schemas, self._http())
         steps.whole_rows, steps.audit = True, audit
         flow, limit = _chain_flow(request, chains, state, self.config, timeout)
-        result = drive(flow, steps.describe, steps.searches, steps.rerank)
+        result = drive(flow, steps.describe, steps.searches, steps.rerank, steps.tokenize)
         if audit is not None:
             audit.saw_stats(result.extra["rerank"])
         fetched = list(steps.answers[0].output_fields) if steps.answers else []
@@ -266,7 +270,7 @@ class Reranker:
             flow, limit = _search_flow(request, function, state, self.config)
         else:
             flow, limit = _hybrid_flow(request, requests, function, state, self.config)
-        result = drive(flow, steps.describe, steps.searches, steps.rerank)
+        result = drive(flow, steps.describe, steps.searches, steps.rerank, steps.tokenize)
         if audit is not None:
             audit.saw_stats(result.extra["rerank"])
         data = reranked_answer(result, steps.answers, text_field, limit, list(request.output_fields), steps.fetched)

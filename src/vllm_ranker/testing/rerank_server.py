@@ -1,8 +1,9 @@
 """A loopback rerank service speaking real wire formats, for tests and benchmarks (no mocks).
 
-``RerankServer`` runs a threaded HTTP server on 127.0.0.1 that answers like vLLM's ``/rerank`` (and, through
-``wire_formats``, like other providers), scores deterministically, records every request, and can simulate a
-GPU service (per-request and per-document latency, a concurrency cap) or inject faults.
+``RerankServer`` runs a threaded HTTP server on 127.0.0.1 that answers like vLLM's ``/rerank`` and ``/tokenize``
+(``tokenize_wire``; and, through ``wire_formats``, like other providers), scores deterministically, records every
+request, and can simulate a GPU service (per-request and per-document latency, a concurrency cap) or inject
+faults.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from vllm_ranker.testing.tokenize_wire import tokenize_answer
 
 _WORD = re.compile(r"\w+")
 
@@ -165,6 +168,8 @@ class RerankServer:
         """The normal answer for a request, in the wire format of ``self.wire``."""
         if path.rstrip("/").endswith("/embeddings"):
             return self._embeddings(body)
+        if self.wire == "vllm" and path.split("?")[0].rstrip("/").endswith("/tokenize"):
+            return tokenize_answer(body)  # vLLM's tokenizer, as chunk.tokens asks it (tokenize_wire.py)
         if self.wire != "vllm":
             from vllm_ranker.testing.wire_formats import answer as wire_answer
 

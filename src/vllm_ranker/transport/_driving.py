@@ -1,37 +1,45 @@
-"""What both drivers share: the work list of one call, and turning httpx outcomes into exchange replies."""
+"""What both drivers share: the work list of one call (its rerank batches, or its texts to tokenize), and turning
+httpx outcomes into exchange replies."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import httpx
 
-from vllm_ranker.core.ordering import Batch
 from vllm_ranker.transport.exchange import (
     TLS_HINT,
     Broken,
     BrokenKind,
+    Reply,
+    Send,
+    Sleep,
     is_tls_failure,
 )
 
 log = logging.getLogger(__name__)
 
 
-class _Work:
-    """The batches of one call, handed out to workers one at a time; the first failure stops the rest."""
+# One request of a call (a batch to rerank, a text to tokenize): its exchange, made for the call's deadline.
+Job = Callable[[float], Generator[Send | Sleep, Reply, Any]]
 
-    def __init__(self, batches: Sequence[Batch]) -> None:
-        self.batches = batches
-        self.results: list[list[float] | None] = [None] * len(batches)
+
+class _Work:
+    """The requests of one call, handed out to workers one at a time; the first failure stops the rest."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = jobs
+        self.results: list[Any] = [None] * len(jobs)
         self.error: BaseException | None = None
         self._next = 0
         self._lock = threading.Lock()
 
     def take(self) -> int | None:
         with self._lock:
-            if self.error is not None or self._next >= len(self.batches):
+            if self.error is not None or self._next >= len(self.jobs):
                 return None
             index = self._next
             self._next += 1

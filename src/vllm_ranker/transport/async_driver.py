@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
 from vllm_ranker.core.ordering import Batch
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.stats import RerankStats
-from vllm_ranker.transport._driving import _broken, _unlink, _Work
+from vllm_ranker.transport._driving import Job, _broken, _unlink, _Work
 from vllm_ranker.transport.address_guard import check_resolved_async, guard_async_client, proxied
 from vllm_ranker.transport.balancer import EndpointPool
 from vllm_ranker.transport.exchange import (
@@ -27,6 +28,7 @@ from vllm_ranker.transport.exchange import (
     deadline_error,
     exchange,
 )
+from vllm_ranker.transport.tokenize import tokenize_exchange
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +97,37 @@ class AsyncTransport:
         self.client_limit = client_limit
         self.pool = EndpointPool()  # endpoint health, shared by every call of this client
 
-    async def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
-        deadline = time.monotonic() + spec.timeout
-        work = _Work(batches)
+    async def rerank(
+        self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats, deadline: float | None = None
+    ) -> list[list[float]]:
+        """One list of scores per batch; ``deadline`` (monotonic) when the call's began before (a tokenize step)."""
+        jobs = [partial(exchange, spec, b, stats=stats, pool=self.pool) for b in batches]
+        return await self._run(spec, jobs, deadline)
+
+    async def tokenize(
+        self, spec: RerankSpec, texts: Sequence[str], stats: RerankStats, deadline: float | None = None
+    ) -> list[list[str]]:
+        """Each text's token strings, by the model's tokenizer (``chunk.tokens``), one request per text."""
+        jobs = [partial(tokenize_exchange, spec, i, t, stats=stats, pool=self.pool) for i, t in enumerate(texts)]
+        return await self._run(spec, jobs, deadline)
+
+    async def _run(self, spec: RerankSpec, jobs: Sequence[Job], deadline: float | None) -> list[Any]:
+        deadline = time.monotonic() + spec.timeout if deadline is None else deadline
+        work = _Work(jobs)
         try:
-            async with asyncio.timeout(spec.timeout):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(min(spec.max_concurrency, len(batches))):
-                        group.create_task(self._worker(spec, work, deadline, stats))
+                    for _ in range(min(spec.max_concurrency, len(jobs))):
+                        group.create_task(self._worker(work, deadline))
         except TimeoutError:
             raise deadline_error(spec) from None
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
-        return [r for r in work.results if r is not None]
+        return work.results
 
-    async def _worker(self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats) -> None:
+    async def _worker(self, work: _Work, deadline: float) -> None:
         while (index := work.take()) is not None:
-            steps = exchange(spec, work.batches[index], deadline, stats, self.pool)
+            steps = work.jobs[index](deadline)
             reply: Reply = None
             try:
                 while True:

@@ -1,4 +1,5 @@
-"""One batch's exchange with a rerank service, written once as a generator for both drivers.
+"""One batch's exchange with a rerank service, written once as a generator for both drivers (and, through
+``attempts``, any other request to the service: the tokenizer's, tokenize.py).
 
 ``exchange()`` yields what to do (``Send`` a request, ``Sleep``) and is sent what happened (an ``Answer`` or a
 reply that ``Broken`` off); it returns the batch's scores or raises the error that ended it. It holds every rule
@@ -12,12 +13,11 @@ import email.utils
 import json
 import logging
 import random
-import re
 import ssl
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -25,30 +25,14 @@ from vllm_ranker.core.endpoint_checks import basic_token
 from vllm_ranker.core.ordering import Batch
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.errors import FailureKind, RerankServiceError, RerankTimeout
-from vllm_ranker.providers import MalformedAnswer, Provider, Target
+from vllm_ranker.providers import Provider, Target
 from vllm_ranker.providers.base import error_message
 from vllm_ranker.stats import RerankStats
+from vllm_ranker.transport.answers import read_answer, secrets_of, snippet
 from vllm_ranker.transport.balancer import FAILED, NEUTRAL, OK, EndpointPool
-from vllm_ranker.values.redaction import Secret, redact
+from vllm_ranker.values.redaction import redact
 
 log = logging.getLogger(__name__)
-
-_NON_FINITE = re.compile(rb"-?Infinity|NaN")
-
-
-def loads_answer(body: bytes) -> Any:
-    """The decoded answer; raises ``orjson.JSONDecodeError`` when it is not JSON (even with NaN/Infinity)."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        if not _NON_FINITE.search(body):
-            raise
-        failure = error
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise failure from None
-
 
 TLS_HINT = (
     "the service's TLS certificate could not be verified: give it a certificate from a trusted CA, or point the "
@@ -66,14 +50,6 @@ def basic_auth_header(target: Target) -> dict[str, str]:
     if target.userinfo is None:
         return {}
     return {"Authorization": f"Basic {basic_token(target.userinfo).reveal()}"}
-
-
-def secrets_of(api_key: Secret | None, target: Target) -> list[Secret | None]:
-    """Everything that must be masked in a message about a request to ``target``."""
-    if target.userinfo is None:
-        return [api_key]
-    password = target.userinfo.reveal().partition(":")[2]
-    return [api_key, target.userinfo, basic_token(target.userinfo), Secret(password) if password else None]
 
 
 def is_tls_failure(exc: BaseException) -> bool:
@@ -132,6 +108,7 @@ class Broken:
 
 Reply = Answer | Broken | None
 Exchange = Generator[Send | Sleep, Reply, list[float]]
+T = TypeVar("T")
 
 
 def encode_body(payload: Any) -> bytes:
@@ -190,11 +167,48 @@ def exchange(
     clock: Callable[[], float] = time.monotonic,
 ) -> Exchange:
     """Send one batch until it succeeds, fails for good, or the call's deadline (or the batch's own
-    ``timeout_ms``, whichever comes first) passes; return its scores.
+    ``timeout_ms``, whichever comes first) passes; return its scores (the rules of a try: ``attempts``)."""
+    # Endpoints of one spec share model and options: one body serves every try on every endpoint.
+    body = encode_body(spec.provider.build_body(spec.targets[0], batch.query, batch.documents))
+    last = batch.start + len(batch.documents) - 1
+    return (
+        yield from attempts(
+            spec,
+            body,
+            lambda target: target.url,
+            lambda target, reply: _scores(spec, target, reply, len(batch.documents), stats),
+            deadline,
+            stats,
+            pool,
+            clock,
+            what=f"rerank retry %d of %d for query {batch.query_index}, documents {batch.start}-{last}",
+        )
+    )
+
+
+def attempts(
+    spec: RerankSpec,
+    body: bytes,
+    url_of: Callable[[Target], str],
+    read: Callable[[Target, Answer], T],
+    deadline: float,
+    stats: RerankStats,
+    pool: EndpointPool | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    what: str,
+    counter: str = "requests",
+    timer: str | None = "service_seconds",
+    hint: Callable[[int], str] | None = None,
+) -> Generator[Send | Sleep, Reply, T]:
+    """POST ``body`` to ``url_of`` an endpoint until a 2xx answer, which ``read`` turns into the result; a failure
+    for good, or the deadline, raises. ``what``: the debug line of a retry (``%d`` the try, ``%d`` the most);
+    ``counter`` and ``timer``: the stats fields counting the requests sent and summing their time (None: not
+    summed); ``hint``: what to change after an HTTP status (the provider's ``status_hint`` when None).
 
     With several endpoints, each try goes to the least loaded healthy one; after a retriable failure the next
-    try goes at once to an endpoint this batch has not tried yet (no backoff: a different server), and once all
-    were tried, to another one after the backoff. A batch may try each endpoint once even when ``max_retries``
+    try goes at once to an endpoint this request has not tried yet (no backoff: a different server), and once all
+    were tried, to another one after the backoff. A request may try each endpoint once even when ``max_retries``
     is lower.
     """
     pool = pool or EndpointPool()
@@ -202,8 +216,6 @@ def exchange(
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
     if spec.api_key is not None:
         headers["Authorization"] = f"Bearer {spec.api_key.reveal()}"
-    # Endpoints of one spec share model and options: one body serves every try on every endpoint.
-    body = encode_body(spec.provider.build_body(targets[0], batch.query, batch.documents))
     allowed_retries = max(spec.max_retries, len(targets) - 1)
     attempt = 0
     backoffs = 0
@@ -220,17 +232,18 @@ def exchange(
         tried.add(target.url)
         reply: Reply = None
         try:
-            reply = yield Send(target.url, body, headers | basic_auth_header(target), remaining, spec.tls_verify)
+            url = url_of(target)
+            reply = yield Send(url, body, headers | basic_auth_header(target), remaining, spec.tls_verify)
         finally:  # also when the call is cancelled while this request is out
             pool.release(targets, target.url, endpoint_health(reply), spec.eject_after, spec.eject_seconds)
         assert reply is not None
-        stats.add(requests=1, service_seconds=reply.seconds)
+        stats.add(**{counter: 1}, **({timer: reply.seconds} if timer else {}))
         if isinstance(reply, Answer) and 200 <= reply.status < 300:
-            return _scores(spec, target, reply, len(batch.documents), stats)
+            return read(target, reply)
         if isinstance(reply, Broken) and (reply.kind == "timeout" or clock() >= limit):
             raise _expired(spec, limit, deadline)  # also a connect that the deadline cut short: say why
         if attempt >= allowed_retries or not is_retriable(reply):
-            raise _failure(spec, target, reply, attempt)
+            raise _failure(spec, target, reply, attempt, url=url, status_advice=hint)
         untried = {t.url for t in targets} - tried
         if untried:
             avoid = tried.copy()
@@ -244,18 +257,15 @@ def exchange(
                 delay = max(delay, retry_after_seconds(reply.retry_after) or 0.0)
         if clock() + delay >= limit:
             passed = "the call's deadline" if limit >= deadline else "params['timeout_ms']"
-            raise _failure(spec, target, reply, attempt, note=f"the next try would pass {passed}")
+            raise _failure(spec, target, reply, attempt, f"the next try would pass {passed}", url, hint)
         stats.add(retries=1)
         attempt += 1
         log.debug(
-            "rerank retry %d of %d for query %d, documents %d-%d: %s from %s; %s",
+            what + ": %s from %s; %s",
             attempt,
             allowed_retries,
-            batch.query_index,
-            batch.start,
-            batch.start + len(batch.documents) - 1,
             _what(reply),
-            redact(target.url),
+            redact(url),
             "failing over to another endpoint" if untried else f"next try in {delay:.2f} s",
         )
         if delay:
@@ -267,25 +277,8 @@ def _what(reply: Answer | Broken) -> str:
 
 
 def _scores(spec: RerankSpec, target: Target, reply: Answer, n_docs: int, stats: RerankStats) -> list[float]:
-    where = f"call service failed: {spec.provider.name} at {redact(target.url)}"
-    # Errors are raised outside the ``except`` blocks: the decoder's and parser's exceptions hold the body,
-    # which may echo the key, and would otherwise stay reachable as ``__context__``.
-    problem: str | None = None
-    answer: Any = None
-    try:
-        answer = loads_answer(reply.body)  # NaN/Infinity literals too (answer_json.py)
-    except orjson.JSONDecodeError:
-        problem = f"answered HTTP {reply.status} with a body that is not JSON: {_snippet(reply.body)}"
-    scores: list[float] = []
-    if problem is None:
-        try:
-            scores = spec.provider.parse_scores(answer, n_docs)
-        except MalformedAnswer as exc:
-            problem = f"answered with a malformed {spec.provider.name} rerank response: {exc}"
-    if problem is not None:
-        raise RerankServiceError(
-            redact(f"{where} {problem}", secrets_of(spec.api_key, target)), status=reply.status, kind="malformed"
-        )
+    parse = spec.provider.parse_scores
+    answer, scores = read_answer(spec, target, reply.status, reply.body, lambda a: parse(a, n_docs), "rerank response")
     usage = answer.get("usage") if isinstance(answer, dict) else None
     if isinstance(usage, dict):
         tokens = usage.get("prompt_tokens", usage.get("total_tokens"))
@@ -326,9 +319,15 @@ def status_hint(provider: Provider, status: int) -> str:
 
 
 def _failure(
-    spec: RerankSpec, target: Target, reply: Answer | Broken, attempt: int, note: str = ""
+    spec: RerankSpec,
+    target: Target,
+    reply: Answer | Broken,
+    attempt: int,
+    note: str = "",
+    url: str = "",
+    status_advice: Callable[[int], str] | None = None,
 ) -> RerankServiceError:
-    where = f"call service failed: {spec.provider.name} at {redact(target.url)}"
+    where = f"call service failed: {spec.provider.name} at {redact(url or target.url)}"
     tries = f" after {attempt + 1} tries" if attempt else ""
     if isinstance(reply, Broken):
         hint = "is the rerank service running and reachable at this address?" if reply.kind == "connect" else ""
@@ -340,9 +339,9 @@ def _failure(
             own = error_message(orjson.loads(reply.body))
         except orjson.JSONDecodeError:
             own = None
-        text = own if own is not None else _snippet(reply.body)
+        text = own if own is not None else snippet(reply.body)
         message = f"{where}: HTTP {reply.status}{tries}: {text}"
-        hint = status_hint(spec.provider, reply.status)
+        hint = status_advice(reply.status) if status_advice else status_hint(spec.provider, reply.status)
         status = reply.status
         kind = "http"
     if note:
@@ -367,10 +366,3 @@ def _expired(spec: RerankSpec, limit: float, deadline: float) -> RerankTimeout:
         f"{spec.batch_size} documents, its retries included) within params['timeout_ms'] = "
         f"{spec.request_timeout * 1000:g} ms — raise params['timeout_ms'] or lower params['maxBatch']"
     )
-
-
-def _snippet(body: bytes, limit: int = 300) -> str:
-    text = " ".join(body.decode("utf-8", "replace").split())
-    if not text:
-        return "(empty body)"
-    return text if len(text) <= limit else text[:limit] + "..."

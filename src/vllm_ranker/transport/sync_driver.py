@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from vllm_ranker.core.endpoint_policy import ANY, EndpointPolicy
 from vllm_ranker.core.ordering import Batch
 from vllm_ranker.core.spec import RerankSpec
 from vllm_ranker.stats import RerankStats
-from vllm_ranker.transport._driving import _broken, _unlink, _Work
+from vllm_ranker.transport._driving import Job, _broken, _unlink, _Work
 from vllm_ranker.transport.address_guard import check_resolved, guard_client, proxied
 from vllm_ranker.transport.balancer import EndpointPool
 from vllm_ranker.transport.deadline_backend import current_cancel, deadline_scope, install_client
@@ -23,12 +24,12 @@ from vllm_ranker.transport.exchange import (
     DEFAULT_CLIENT_LIMIT,
     Answer,
     Broken,
-    Exchange,
     Reply,
     Send,
     Sleep,
     exchange,
 )
+from vllm_ranker.transport.tokenize import tokenize_exchange
 
 log = logging.getLogger(__name__)
 
@@ -64,42 +65,52 @@ class SyncTransport:
         self.pool = EndpointPool()  # endpoint health, shared by every call of this client
         self._closed = False
 
-    def rerank(self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats) -> list[list[float]]:
-        deadline = time.monotonic() + spec.timeout
+    def rerank(
+        self, spec: RerankSpec, batches: Sequence[Batch], stats: RerankStats, deadline: float | None = None
+    ) -> list[list[float]]:
+        """One list of scores per batch; ``deadline`` (monotonic) when the call's began before (a tokenize step)."""
+        return self._run(spec, [partial(exchange, spec, b, stats=stats, pool=self.pool) for b in batches], deadline)
+
+    def tokenize(
+        self, spec: RerankSpec, texts: Sequence[str], stats: RerankStats, deadline: float | None = None
+    ) -> list[list[str]]:
+        """Each text's token strings, by the model's tokenizer (``chunk.tokens``), one request per text."""
+        jobs = [partial(tokenize_exchange, spec, i, t, stats=stats, pool=self.pool) for i, t in enumerate(texts)]
+        return self._run(spec, jobs, deadline)
+
+    def _run(self, spec: RerankSpec, jobs: Sequence[Job], deadline: float | None) -> list[Any]:
+        deadline = time.monotonic() + spec.timeout if deadline is None else deadline
         cancel = current_cancel()  # the pool's threads do not inherit the caller's context: handed on explicitly
-        work = _Work(batches)
+        work = _Work(jobs)
         helpers = [
-            self._pool.submit(self._worker, spec, work, deadline, stats, cancel)
-            for _ in range(min(spec.max_concurrency, len(batches)) - 1)
+            self._pool.submit(self._worker, work, deadline, cancel)
+            for _ in range(min(spec.max_concurrency, len(jobs)) - 1)
         ]
-        self._worker(spec, work, deadline, stats, cancel)
+        self._worker(work, deadline, cancel)
         for future in helpers:
             future.result()
         if work.error is not None:
             raise work.error
-        return [r for r in work.results if r is not None]
+        return work.results
 
-    def _worker(
-        self, spec: RerankSpec, work: _Work, deadline: float, stats: RerankStats, cancel: threading.Event | None
-    ) -> None:
+    def _worker(self, work: _Work, deadline: float, cancel: threading.Event | None) -> None:
         while (index := work.take()) is not None:
             try:
-                work.results[index] = self._drive(
-                    exchange(spec, work.batches[index], deadline, stats, self.pool), deadline, cancel
-                )
+                work.results[index] = self._drive(work.jobs[index](deadline), deadline, cancel)
             except BaseException as exc:  # handed to the calling thread, which re-raises it
                 work.fail(exc)
                 return
 
-    def _drive(self, steps: Exchange, deadline: float, cancel: threading.Event | None) -> list[float]:
+    def _drive(
+        self, steps: Generator[Send | Sleep, Reply, Any], deadline: float, cancel: threading.Event | None
+    ) -> Any:
         reply: Reply = None
         try:
             while True:
                 try:
                     action = steps.send(reply)
                 except StopIteration as done:
-                    scores: list[float] = done.value
-                    return scores
+                    return done.value
                 if isinstance(action, Sleep):
                     if cancel is None:
                         time.sleep(action.seconds)
