@@ -26,6 +26,23 @@ def test_report_gives_bars_and_wins_losses(http: Any) -> None:
     assert answer["config"] == {"uri": "http://milvus:19530", "rerank_provider": "vllm", "window": 100}
 
 
+def test_a_variant_is_paired_with_its_plain_rerank(http: Any) -> None:
+    body = report()
+    plain = body["pipelines"][1]
+    variant = dict(plain, name="bm25+rerank:title", baseline="bm25+rerank")
+    # One query better than the plain rerank (q2: 0.0 -> 1.0), one worse (q0: 0.6 -> 0.1), the rest tied.
+    variant["per_query"] = {q: dict(v) for q, v in plain["per_query"].items()}
+    variant["per_query"]["q2"] = dict.fromkeys(METRICS, 1.0)
+    variant["per_query"]["q0"] = dict.fromkeys(METRICS, 0.1)
+    body["pipelines"].append(variant)
+    plain["baseline"] = "bm25"
+    answer = http.post("/api/eval", content=json.dumps(body)).json()
+    pairs = {(p["base"], p["reranked"]): p for p in answer["pairs"]}
+    assert set(pairs) == {("bm25", "bm25+rerank"), ("bm25+rerank", "bm25+rerank:title")}
+    ndcg = pairs[("bm25+rerank", "bm25+rerank:title")]["by_metric"]["nDCG@10"]
+    assert (ndcg["wins"], ndcg["ties"], ndcg["losses"]) == (1, 10, 1)
+
+
 def test_report_without_per_query_values_has_no_pairs(http: Any) -> None:
     answer = http.post("/api/eval", content=json.dumps(report(per_query=False))).json()
     assert answer["pairs"] == [] and len(answer["pipelines"]) == 3

@@ -1,8 +1,9 @@
 """The evaluation view's data: a ``vllm-ranker eval`` JSON report checked and reduced to what the page draws.
 
 Per-pipeline means (nDCG@10, Recall@100, MRR@10) for the bars, and for each ``X+rerank`` pipeline whose first stage
-``X`` is in the same report with per-query values: how many queries the rerank won, tied and lost, and each query's
-change, sorted (the page draws them as a strip). A report that is not one is refused in words, never half drawn.
+``X`` is in the same report with per-query values (for a variant ``X+rerank:NAME``, its ``baseline``: the plain
+``X+rerank``): how many queries the rerank won, tied and lost, and each query's change, sorted (the page draws them
+as a strip). A report that is not one is refused in words, never half drawn.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def _pipelines(report: dict[str, Any], metrics: list[str]) -> list[dict[str, Any
                 if isinstance(qv, dict):
                     per_query[str(qid)] = {m: _number(qv.get(m, 0.0), f"{name}'s {m} of query {qid}") for m in metrics}
         seconds = p.get("seconds")
+        baseline = p.get("baseline")
         out.append(
             {
                 "name": name,
+                "baseline": baseline if isinstance(baseline, str) else None,
                 "metrics": values,
                 "seconds": float(seconds) if isinstance(seconds, (int, float)) else None,
                 "queries": int(p.get("queries") or len(per_query)),
@@ -67,7 +70,11 @@ def summarize(report: Any) -> dict[str, Any]:
     by_name = {p["name"]: p for p in pipelines}
     pairs = []
     for p in pipelines:
-        base = by_name.get(p["name"].removesuffix(SUFFIX)) if p["name"].endswith(SUFFIX) else None
+        # The report names what each pipeline is compared with (eval's --variant); older reports do not.
+        if p["baseline"] is not None:
+            base = by_name.get(p["baseline"])
+        else:
+            base = by_name.get(p["name"].removesuffix(SUFFIX)) if p["name"].endswith(SUFFIX) else None
         if base is None or not p["per_query"] or not base["per_query"]:
             continue
         pairs.append(_pair(base, p, metrics))
