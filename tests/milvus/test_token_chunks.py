@@ -195,6 +195,16 @@ def test_tokenizer_failure_raises_or_passes_through(
     assert rerank_requests(server) == []  # nothing reranked once the tokenizer failed
 
 
+def test_a_server_without_tokenize_says_so(client: Any, token_docs: str) -> None:
+    """A vllm endpoint that is no vLLM (here a TEI, whose router answers 404 on /tokenize): the error says why."""
+    with RerankServer(wire="tei") as tei:
+        fn = rerank_function(tei.endpoint, [QUERY], chunk=CHUNK)
+        with pytest.raises(RerankServiceError, match=r"HTTP 404.* the server does not answer /tokenize") as e:
+            client.search(token_docs, data=[QUERY], ranker=fn, **SEARCH)
+        assert tei.requests and {r.path for r in tei.requests} == {"/tokenize"}  # the first 404 stops the rest
+    assert "or count words (chunk.words)" in str(e.value)
+
+
 def test_tokenize_retried_then_malformed(client: Any, server: RerankServer, token_docs: str) -> None:
     failed: list[Recorded] = []
 

@@ -175,7 +175,8 @@ def _unknown_end(folded: _Folded, start: int, rest: Sequence[str]) -> int | None
     text = folded.text
     if start >= len(text):
         return None
-    following = next((p for p in (_piece(t).strip() for t in rest[:1] if t not in _UNKNOWN) if p), "")
+    # The next token's text, when it has one to look for (another unknown, a space marker or nothing: none).
+    following = _piece(rest[0]).strip() if rest and rest[0] not in _UNKNOWN else ""
     word = start + 1
     if not _is_punctuation(text[start]):
         while word < len(text) and not text[word].isspace() and not _is_punctuation(text[word]):

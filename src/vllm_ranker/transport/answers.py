@@ -57,17 +57,14 @@ def read_answer(
         answer = loads_answer(body)
     except orjson.JSONDecodeError:
         problem = f"answered HTTP {status} with a body that is not JSON: {snippet(body)}"
-    parsed: T | None = None
     if problem is None:
         try:
-            parsed = parse(answer)
+            return answer, parse(answer)
         except MalformedAnswer as exc:
             problem = f"answered with a malformed {spec.provider.name} {what}: {exc}"
-    if problem is not None or parsed is None:
-        raise RerankServiceError(
-            redact(f"{where} {problem}", secrets_of(spec.api_key, target)), status=status, kind="malformed"
-        )
-    return answer, parsed
+    raise RerankServiceError(
+        redact(f"{where} {problem}", secrets_of(spec.api_key, target)), status=status, kind="malformed"
+    )
 
 
 def snippet(body: bytes, limit: int = 300) -> str:
