@@ -188,13 +188,17 @@ class EvalReport:
 
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(10, 5))
-        width = 0.8 / max(len(self.results), 1)
+        n = max(len(self.results), 1)
+        # The legend goes below the bars (with variants it is a dozen lines) and the figure grows to hold it.
+        fig, ax = plt.subplots(figsize=(max(10, 0.5 * n * len(METRICS)), 5 + 0.2 * n))
+        width = 0.8 / n
+        colours = plt.get_cmap("tab10" if n <= 10 else "tab20").colors  # no two pipelines share a colour
         for i, r in enumerate(self.results):
             xs = [m + (i - (len(self.results) - 1) / 2) * width for m in range(len(METRICS))]
             c = r.vs_baseline
             p = f" (nDCG@10 p={format_p(c['p_ttest'])} t-test vs {r.baseline})" if c else ""
-            bars = ax.bar(xs, [r.metrics[m] for m in METRICS], width, label=self.label(r.name) + p)
+            colour = colours[i % len(colours)]
+            bars = ax.bar(xs, [r.metrics[m] for m in METRICS], width, label=self.label(r.name) + p, color=colour)
             ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
         ax.set_xticks(range(len(METRICS)), list(METRICS))
         ax.set_ylim(0, 1.1)
@@ -203,7 +207,7 @@ class EvalReport:
             f"{self.collection}: {self.split} split, {self.queries} queries\nreranker: {kind_note(self.rerank_kind)}",
             fontsize=10,
         )
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=1 if n <= 6 else 2, fontsize=8)
         fig.tight_layout()
         fig.savefig(out, dpi=120)
         plt.close(fig)
