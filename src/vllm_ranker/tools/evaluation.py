@@ -192,7 +192,8 @@ class EvalReport:
         # The legend goes below the bars (with variants it is a dozen lines) and the figure grows to hold it.
         fig, ax = plt.subplots(figsize=(max(10, 0.5 * n * len(METRICS)), 5 + 0.2 * n))
         width = 0.8 / n
-        colours = plt.get_cmap("tab10" if n <= 10 else "tab20").colors  # no two pipelines share a colour
+        cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")  # no two pipelines share a colour (up to 20)
+        colours = [cmap(i) for i in range(cmap.N)]
         for i, r in enumerate(self.results):
             xs = [m + (i - (len(self.results) - 1) / 2) * width for m in range(len(METRICS))]
             c = r.vs_baseline
