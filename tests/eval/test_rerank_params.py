@@ -14,18 +14,14 @@ from vllm_ranker.cli.main import main
 from vllm_ranker.testing import RerankServer
 
 
-def _ingested(tiny_beir: Path, server: RerankServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    common = ["--uri", str(tmp_path / "cli.db"), "--endpoint", server.endpoint]
-    assert main(["ingest", str(tiny_beir), *common]) == 0
-    capsys.readouterr()
-    server.requests.clear()
-    return common
-
-
 def test_chunk_params_reach_the_rerank_requests(
-    tiny_beir: Path, legs_server: RerankServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_beir: Path,
+    legs_server: RerankServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ingested_tiny: list[str],
 ) -> None:
-    common = _ingested(tiny_beir, legs_server, tmp_path, capsys)
+    common = ingested_tiny
     params = '{"chunk": {"words": 4, "overlap": 1}, "fuse": {"method": "rrf"}}'
     out = tmp_path / "out"
     args = ["eval", str(tiny_beir), *common, "--pipelines", "bm25+rerank", "--out", str(out), "--rerank-params"]
@@ -56,8 +52,9 @@ def test_a_bad_rerank_param_is_one_error_line_before_any_search(
     capsys: pytest.CaptureFixture[str],
     params: str,
     message: str,
+    ingested_tiny: list[str],
 ) -> None:
-    common = _ingested(tiny_beir, legs_server, tmp_path, capsys)
+    common = ingested_tiny
     code = main(["eval", str(tiny_beir), *common, "--rerank-params", params])  # all six pipelines
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()

@@ -15,22 +15,18 @@ from vllm_ranker.testing import RerankServer
 from vllm_ranker.tools.comparison import compare
 
 
-def _ingested(tiny_beir: Path, server: RerankServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    common = ["--uri", str(tmp_path / "cli.db"), "--endpoint", server.endpoint]
-    assert main(["ingest", str(tiny_beir), *common]) == 0
-    capsys.readouterr()
-    server.requests.clear()
-    return common
-
-
 def _documents(server: RerankServer) -> set[str]:
     return {d for r in server.requests if r.path.endswith("/rerank") for d in r.body["documents"]}
 
 
 def test_variants_run_beside_the_plain_rerank_and_are_compared_with_it(
-    tiny_beir: Path, legs_server: RerankServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_beir: Path,
+    legs_server: RerankServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ingested_tiny: list[str],
 ) -> None:
-    common = _ingested(tiny_beir, legs_server, tmp_path, capsys)
+    common = ingested_tiny
     out = tmp_path / "out"
     code = main(
         [
@@ -90,8 +86,9 @@ def test_a_bad_variant_is_one_error_line_before_anything_is_reranked(
     capsys: pytest.CaptureFixture[str],
     args: list[str],
     message: str,
+    ingested_tiny: list[str],
 ) -> None:
-    common = _ingested(tiny_beir, legs_server, tmp_path, capsys)
+    common = ingested_tiny
     out = tmp_path / "out"
     code = main(["eval", str(tiny_beir), *common, "--out", str(out), *args])
     assert code != 0

@@ -198,6 +198,20 @@ def test_a_query_without_hits_sends_nothing(http: Any, rerank: RerankServer) -> 
         ({"shown": 30, "window": 20}, "shown (30) must be at most the window (20)"),
         ({"collection": "bm25_only", "text_field": "body", "stage": "dense"}, "has no 'dense' first stage"),
         ({"text_field": "nope"}, "'nope' is not a text (VARCHAR) field"),
+        # the chunk and fusion controls (ui/shaping.py)
+        ({"chunk_words": "4", "chunk_overlap": "4"}, "overlap (4) must be smaller than chunk words (4)"),
+        ({"chunk_words": "-3"}, "chunk words must be between 1 and 100000, got -3"),
+        ({"chunk_words": "abc"}, "chunk words must be a whole number, got 'abc'"),
+        ({"chunk_words": "2.5"}, "chunk words must be a whole number, got '2.5'"),
+        ({"chunk_words": True}, "chunk words must be a whole number, got True"),
+        ({"chunk_words": "4", "chunk_overlap": "-1"}, "overlap must be between 0 and 100000, got -1"),
+        ({"chunk_words": "4", "max_chunks": "0"}, "max chunks must be between 1 and 10000, got 0"),
+        ({"chunk_overlap": "2"}, "give chunk words (the words per chunk) too"),
+        ({"fuse": "borda"}, "fusion must be one of none, rrf, weighted, got 'borda'"),
+        ({"fuse": "rrf", "fuse_k": "0"}, "RRF k must be greater than 0, got 0"),
+        ({"fuse": "rrf", "fuse_k": "ten"}, "RRF k must be a number, got 'ten'"),
+        ({"fuse": "weighted", "fuse_weight": "1.5"}, "weight must be between 0 and 1"),
+        ({"fuse": "weighted", "fuse_weight": "nan"}, "weight must be a finite number, got 'nan'"),
     ],
 )
 def test_bad_form_values_are_plain_400s(

@@ -169,30 +169,3 @@ def test_the_document_marks_the_chunk_it_is_given(http: Any) -> None:
     for bad in ({"chunk_start": "x", "chunk_end": "3"}, {"chunk_start": "9", "chunk_end": "3"}, {"chunk_end": "3"}):
         refused = http.get("/api/document", params=params | bad)
         assert refused.status_code == 400 and "chunk_start" in refused.json()["error"]
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ({"chunk_words": "4", "chunk_overlap": "4"}, "overlap (4) must be smaller than chunk words (4)"),
-        ({"chunk_words": "-3"}, "chunk words must be between 1 and 100000, got -3"),
-        ({"chunk_words": "abc"}, "chunk words must be a whole number, got 'abc'"),
-        ({"chunk_words": "2.5"}, "chunk words must be a whole number, got '2.5'"),
-        ({"chunk_words": True}, "chunk words must be a whole number, got True"),
-        ({"chunk_words": "4", "chunk_overlap": "-1"}, "overlap must be between 0 and 100000, got -1"),
-        ({"chunk_words": "4", "max_chunks": "0"}, "max chunks must be between 1 and 10000, got 0"),
-        ({"chunk_overlap": "2"}, "give chunk words (the words per chunk) too"),
-        ({"fuse": "borda"}, "fusion must be one of none, rrf, weighted, got 'borda'"),
-        ({"fuse": "rrf", "fuse_k": "0"}, "RRF k must be greater than 0, got 0"),
-        ({"fuse": "rrf", "fuse_k": "ten"}, "RRF k must be a number, got 'ten'"),
-        ({"fuse": "weighted", "fuse_weight": "1.5"}, "weight must be between 0 and 1"),
-        ({"fuse": "weighted", "fuse_weight": "nan"}, "weight must be a finite number, got 'nan'"),
-    ],
-)
-def test_bad_chunk_and_fusion_values_are_plain_400s(
-    http: Any, rerank: RerankServer, override: dict[str, Any], message: str
-) -> None:
-    answer = http.post("/api/compare", json=compare_body(**override))
-    assert answer.status_code == 400 and answer.json()["kind"] == "input"
-    assert message in answer.json()["error"]
-    assert not [r for r in rerank.requests if r.path.endswith("rerank")]
