@@ -190,8 +190,12 @@ def after_the_storm(endpoint: str) -> list[tuple[str, Callable[[Any], Any]]]:
 
 
 # A filter of ~170 KB: each search request is larger than grpc-go's 64 KiB stream window (and the front's hold
-# limit), so the front must take it over or pass it on while the backend grants credit frame by frame.
-BIG_FILTER = "id in [" + ", ".join(str(i) for i in range(30000)) + "]"
+# limit), so the front must take it over or pass it on while the backend grants credit frame by frame. It admits
+# ids 0-29 only (the rest do not exist): documents i and i + 30 have the same text but for their note number, so the
+# same score, and a limit cutting through such a tie let Milvus 2.3.5 answer either one, differently from call to
+# call under load (seen: 3 runs in 20). Among ids 0-29 texts can still tie, but not at the 8th hit of the queries
+# below (each hit list is compared with ties in id order).
+BIG_FILTER = "id in [" + ", ".join(str(i) for i in [*range(30), *range(len(DOCS), 30000)]) + "]"
 
 
 def big_chain(endpoint: str, query: str) -> Any:
@@ -209,18 +213,24 @@ def big_chain(endpoint: str, query: str) -> Any:
     )
 
 
+def _by_score(hit: tuple[int, float, Any]) -> tuple[float, int]:
+    return -hit[1], hit[0]
+
+
 def big_jobs(endpoint: str) -> list[tuple[str, Callable[[Any], Any]]]:
     def searched(c: Any, query: str, timeout: float, **extra: Any) -> Any:
         found = c.search(
             NAME, data=vectors([query]), anns_field="vector", limit=8, filter=BIG_FILTER, output_fields=["document"],
             timeout=timeout, **extra,
         )  # fmt: skip
-        return [[(h["id"], round(h["distance"], 4), h["entity"]) for h in hits] for hits in found]
+        # Hits of equal score in either order: Milvus does not order ties, and under load it varies from call to call.
+        rows = [[(h["id"], round(h["distance"], 4), h["entity"]) for h in hits] for hits in found]
+        return [sorted(hits, key=_by_score) for hits in rows]
 
     return [
         ("big reranked", lambda c: searched(c, "AI research", 30, ranker=rerank_function(endpoint, ["AI research"]))),
         ("big chain", lambda c: searched(c, "solar wind", 30, function_chains=big_chain(endpoint, "solar wind"))),
-        ("big plain", lambda c: searched(c, "deep learning", 30)),
+        ("big plain", lambda c: searched(c, "dogs and cats", 30)),  # no tie at its 8th hit (see BIG_FILTER)
         *passthrough_calls()[:1],
     ]
 
@@ -248,14 +258,19 @@ def test_requests_larger_than_the_backend_window_with_cancellations_on_one_conne
                         return "cancelled", f"MilvusException({error.code}, {error.message!r})"
                     return "cancelled", "answered"
                 name, job = jobs[i % len(jobs)]
-                return name, job(plain) == want[name]
+                got = job(plain)
+                return name, True if got == want[name] else (got, want[name])  # a mismatch shows both answers
 
             with caplog.at_level(logging.CRITICAL, logger="pymilvus"), ThreadPoolExecutor(8) as pool:
                 outcomes = list(pool.map(one, range(48)))
             answered = [ok for name, ok in outcomes if name != "cancelled"]
             cancelled = [code for name, code in outcomes if name == "cancelled"]
-            assert answered == [True] * len(answered) and len(answered) == 32, outcomes
-            assert cancelled == [grpc.StatusCode.DEADLINE_EXCEEDED] * 16, cancelled
+            wrong = [(name, ok) for name, ok in outcomes if name != "cancelled" and ok is not True]
+            assert not wrong and len(answered) == 32, wrong or outcomes
+            # 30 ms is short enough for Milvus 2.3.5 itself to give up first now and then (its proxy's timestamp
+            # allocation: "[search] Retry timeout: 0.03s"), an error the gateway passes on as Milvus answered it.
+            expired = [c for c in cancelled if c == grpc.StatusCode.DEADLINE_EXCEEDED or "Retry timeout" in str(c)]
+            assert len(expired) == len(cancelled) == 16, cancelled
             for name, call in after_the_storm(srv.endpoint):
                 assert call(plain) == call(reference), name
         finally:
