@@ -42,7 +42,9 @@ def _byte_of_char() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
-@functools.cache
+# Bounded: called for single characters and for token strings, whose vocabulary is large (up to ~250k) but finite;
+# a client or gateway runs for months, so no cache of ours grows without limit.
+@functools.lru_cache(maxsize=1 << 16)
 def fold(text: str) -> str:
     """What an uncased tokenizer leaves of ``text``: NFKC, case-folded, accents (combining marks) and control
     characters dropped."""
